@@ -1,0 +1,111 @@
+package bundle
+
+import (
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// defaultCaps is the capability set of the default process, as runc's.
+var defaultCaps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+
+// Default returns the configuration `berth-runtime spec` writes: `sh` in a
+// busybox-style rootfs with new namespaces, the standard mounts, and the
+// masked and read-only paths. With rootless set it is adjusted for an
+// unprivileged user: a user namespace mapping that user to root, no network
+// namespace, bind-mounted /sys and no cgroup resources.
+func Default(rootless bool) *specs.Spec {
+	s := &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: "rootfs", Readonly: true},
+		Process: &specs.Process{
+			Terminal: true,
+			User:     specs.User{UID: 0, GID: 0},
+			Args:     []string{"sh"},
+			Env: []string{
+				"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+				"TERM=xterm",
+			},
+			Cwd:             "/",
+			NoNewPrivileges: true,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding:  append([]string(nil), defaultCaps...),
+				Effective: append([]string(nil), defaultCaps...),
+				Permitted: append([]string(nil), defaultCaps...),
+			},
+			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+		},
+		Hostname: "berth",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+			},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace},
+				{Type: specs.NetworkNamespace},
+				{Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.CgroupNamespace},
+			},
+			MaskedPaths: []string{
+				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+				"/proc/scsi", "/sys/devices/virtual/powercap",
+			},
+			ReadonlyPaths: []string{
+				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+			},
+		},
+	}
+	if rootless {
+		toRootless(s)
+	}
+	return s
+}
+
+// toRootless adapts s for a container run by an unprivileged user.
+func toRootless(s *specs.Spec) {
+	var ns []specs.LinuxNamespace
+	for _, n := range s.Linux.Namespaces {
+		if n.Type == specs.NetworkNamespace || n.Type == specs.UserNamespace {
+			continue
+		}
+		ns = append(ns, n)
+	}
+	s.Linux.Namespaces = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{HostID: uid, ContainerID: 0, Size: 1}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{HostID: gid, ContainerID: 0, Size: 1}}
+	var mounts []specs.Mount
+	for _, m := range s.Mounts {
+		switch m.Destination {
+		case "/sys":
+			m = specs.Mount{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		case "/sys/fs/cgroup":
+			continue
+		case "/dev/pts":
+			var opts []string
+			for _, o := range m.Options {
+				if o != "gid=5" {
+					opts = append(opts, o)
+				}
+			}
+			m.Options = opts
+		case "/dev/mqueue":
+			m = specs.Mount{Destination: "/dev/mqueue", Type: "none", Source: "/dev/mqueue", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+		}
+		mounts = append(mounts, m)
+	}
+	s.Mounts = mounts
+	s.Linux.Resources = nil
+}
