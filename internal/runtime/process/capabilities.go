@@ -236,6 +236,14 @@ func setCaps(s capSets) error {
 		}
 	}
 	if err := c.Apply(capability.CAPS); err != nil {
+		if own, oerr := ownCaps(); oerr == nil && errors.Is(err, unix.EPERM) {
+			if missing := (s.permitted | s.effective) &^ own.permitted; missing != 0 {
+				return fmt.Errorf("capset: %s not held by this process (CapPrm %016x): %w", plural(missing), own.permitted, err)
+			}
+			if missing := s.inheritable &^ (own.inheritable | own.bounding); missing != 0 {
+				return fmt.Errorf("capset: inheritable %s outside the bounding set (CapBnd %016x): %w", plural(missing), own.bounding, err)
+			}
+		}
 		return fmt.Errorf("capset effective [%s] permitted [%s] inheritable [%s]: %w",
 			maskNames(s.effective), maskNames(s.permitted), maskNames(s.inheritable), err)
 	}

@@ -66,14 +66,6 @@ func validateRlimits(rls []specs.POSIXRlimit) error {
 		if rl.Soft > rl.Hard {
 			return errdefs.InvalidArgument(fmt.Errorf("process.rlimits: %s soft limit %s is above its hard limit %s", rl.Type, limitString(rl.Soft), limitString(rl.Hard)))
 		}
-		var host unix.Rlimit
-		if err := unix.Prlimit(0, res, nil, &host); err != nil {
-			return fmt.Errorf("getrlimit %s: %w", rl.Type, err)
-		}
-		if rl.Hard > host.Max && !sysResource {
-			return errdefs.FailedPrecondition(fmt.Errorf("process.rlimits: %s hard limit %s (soft %s) is above the host's hard limit %s, and raising it needs CAP_SYS_RESOURCE, which this runtime lacks",
-				rl.Type, limitString(rl.Hard), limitString(rl.Soft), limitString(host.Max)))
-		}
 		if res == unix.RLIMIT_NOFILE {
 			nrOpen, err := readNrOpen()
 			if err != nil {
@@ -82,6 +74,14 @@ func validateRlimits(rls []specs.POSIXRlimit) error {
 			if rl.Hard > nrOpen {
 				return errdefs.InvalidArgument(fmt.Errorf("process.rlimits: RLIMIT_NOFILE hard limit %s (soft %s) is above the kernel's fs.nr_open %d", limitString(rl.Hard), limitString(rl.Soft), nrOpen))
 			}
+		}
+		var host unix.Rlimit
+		if err := unix.Prlimit(0, res, nil, &host); err != nil {
+			return fmt.Errorf("getrlimit %s: %w", rl.Type, err)
+		}
+		if rl.Hard > host.Max && !sysResource {
+			return errdefs.FailedPrecondition(fmt.Errorf("process.rlimits: %s hard limit %s (soft %s) is above the host's hard limit %s, and raising it needs CAP_SYS_RESOURCE, which this runtime lacks",
+				rl.Type, limitString(rl.Hard), limitString(rl.Soft), limitString(host.Max)))
 		}
 	}
 	return nil
