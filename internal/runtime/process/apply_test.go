@@ -2,6 +2,8 @@ package process
 
 import (
 	"fmt"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/testutil"
 )
 
@@ -221,7 +224,7 @@ func TestApplyOOMScoreAdj(t *testing.T) {
 
 func TestApplyLSMRefused(t *testing.T) {
 	testutil.RequiresRoot(t)
-	if appArmorEnabled() {
+	if AppArmorEnabled() {
 		t.Skip("AppArmor is enabled on this host")
 	}
 	mustFail(t, &specs.Process{ApparmorProfile: "berth-default"}, "AppArmor exec profile", "berth-default")
@@ -297,4 +300,34 @@ func TestApplyInUserNamespace(t *testing.T) {
 	}
 	r.expect(t, "Gid", "1000\t1000\t1000\t1000")
 	r.expect(t, "CapAmb", mask(all...))
+}
+
+// TestSetCPUAffinityOfPid: the exec path's parent pins its child by pid.
+func TestSetCPUAffinityOfPid(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	cmd := exec.Command(testutil.BusyboxPath, "sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if err := SetCPUAffinity(cmd.Process.Pid, "1"); err != nil {
+		t.Fatal(err)
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(cmd.Process.Pid, &set); err != nil {
+		t.Fatal(err)
+	}
+	if set.Count() != 1 || !set.IsSet(1) {
+		t.Errorf("child affinity has %d CPUs, CPU 1 set %v; want only CPU 1", set.Count(), set.IsSet(1))
+	}
+	if err := SetCPUAffinity(cmd.Process.Pid, "x"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("bad list: %v", err)
+	}
 }

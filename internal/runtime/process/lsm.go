@@ -11,14 +11,16 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// appArmorEnabled reports whether the host kernel runs AppArmor.
-func appArmorEnabled() bool {
+// AppArmorEnabled reports whether the host kernel runs AppArmor (for
+// `features` as well as Validate).
+func AppArmorEnabled() bool {
 	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
 	return err == nil && bytes.HasPrefix(b, []byte("Y"))
 }
 
-// selinuxEnabled reports whether the host runs SELinux: selinuxfs is mounted.
-func selinuxEnabled() (bool, error) {
+// SELinuxEnabled reports whether the host runs SELinux: selinuxfs is mounted
+// in this mount namespace. For `features` as well as Validate.
+func SELinuxEnabled() (bool, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return false, fmt.Errorf("read /proc/self/mountinfo: %w", err)
@@ -40,11 +42,11 @@ func selinuxEnabled() (bool, error) {
 
 // validateLSM refuses a label for a security module the host does not run.
 func validateLSM(apparmorProfile, selinuxLabel string) error {
-	if apparmorProfile != "" && !appArmorEnabled() {
+	if apparmorProfile != "" && !AppArmorEnabled() {
 		return errdefs.FailedPrecondition(fmt.Errorf("process.apparmorProfile %q is set but AppArmor is not enabled on this host", apparmorProfile))
 	}
 	if selinuxLabel != "" {
-		on, err := selinuxEnabled()
+		on, err := SELinuxEnabled()
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func childMain(mode string) {
 		os.Exit(3)
 	}
 	if cpus := os.Getenv(envAffinity); cpus != "" {
-		if err := SetCPUAffinity(cpus); err != nil {
+		if err := SetCPUAffinity(0, cpus); err != nil {
 			fmt.Fprintln(os.Stderr, "affinity:", err)
 			os.Exit(3)
 		}
@@ -306,7 +306,7 @@ func TestValidate(t *testing.T) {
 			skip:  map[bool]string{true: "the runtime has CAP_SYS_RESOURCE", false: ""}[sysResource]},
 		{name: "nofile above nr_open", p: specs.Process{Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1, Hard: nrOpen + 1}}}, want: []string{"RLIMIT_NOFILE", "nr_open"}},
 		{name: "apparmor", p: specs.Process{ApparmorProfile: "berth-default"}, want: []string{"AppArmor", "berth-default", "not enabled"}, class: errdefs.ErrFailedPrecond,
-			skip: map[bool]string{true: "AppArmor is enabled on this host", false: ""}[appArmorEnabled()]},
+			skip: map[bool]string{true: "AppArmor is enabled on this host", false: ""}[AppArmorEnabled()]},
 		{name: "selinux", p: specs.Process{SelinuxLabel: "system_u:system_r:container_t:s0"}, want: []string{"SELinux", "container_t", "not enabled"}, class: errdefs.ErrFailedPrecond,
 			skip: map[bool]string{true: "SELinux is enabled on this host", false: ""}[selinuxOn(t)]},
 		{name: "oom too low", p: specs.Process{OOMScoreAdj: intp(-1001)}, want: []string{"oomScoreAdj -1001"}},
@@ -395,7 +395,7 @@ func coreUnlimited(t *testing.T) bool {
 }
 
 func selinuxOn(t *testing.T) bool {
-	on, err := selinuxEnabled()
+	on, err := SELinuxEnabled()
 	if err != nil {
 		t.Fatal(err)
 	}

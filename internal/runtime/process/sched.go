@@ -180,17 +180,19 @@ func validateCPUAffinity(a *specs.CPUAffinity) error {
 	return nil
 }
 
-// SetCPUAffinity pins the calling thread, and so the process it execs, to
-// the CPUs of list. The spec applies process.execCPUAffinity to processes
-// started by `exec`, not to the container's init: the exec path calls it
-// with Initial before joining the container's cgroup and with Final after.
-func SetCPUAffinity(list string) error {
+// SetCPUAffinity pins a thread to the CPUs of list: the calling thread (and
+// so the process it execs) when pid is 0, else the thread whose id is pid
+// (a process's main thread has the process's id). The spec applies
+// process.execCPUAffinity to processes started by `exec`, not to the
+// container's init, so Apply leaves it alone: the exec path sets Initial
+// before the process joins the container's cgroup and Final after.
+func SetCPUAffinity(pid int, list string) error {
 	set, err := ParseCPUList(list)
 	if err != nil {
 		return err
 	}
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("sched_setaffinity to CPUs %s: %w", list, err)
+	if err := unix.SchedSetaffinity(pid, &set); err != nil {
+		return fmt.Errorf("sched_setaffinity of %d to CPUs %s: %w", pid, list, err)
 	}
 	return nil
 }
