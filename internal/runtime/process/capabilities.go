@@ -43,6 +43,24 @@ func KnownCapabilities() []string {
 	return names
 }
 
+// GrantableCapabilities lists, sorted by number, the capabilities this
+// runtime can give a container that shares its user namespace: those in its
+// own bounding set. This is what "all capabilities" means on this host (a
+// privileged container); Validate refuses any other.
+func GrantableCapabilities() ([]string, error) {
+	own, err := ownCaps()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for i := 0; i < 64; i++ {
+		if own.bounding&(1<<uint(i)) != 0 {
+			names = append(names, capName(capability.Cap(i)))
+		}
+	}
+	return names, nil
+}
+
 // capSets is a process's five capability sets, parsed into bit masks.
 type capSets struct {
 	bounding, effective, permitted, inheritable, ambient uint64

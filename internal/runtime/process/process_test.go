@@ -401,3 +401,39 @@ func selinuxOn(t *testing.T) bool {
 	}
 	return on
 }
+
+func TestGrantableCapabilities(t *testing.T) {
+	names, err := GrantableCapabilities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) == 0 {
+		t.Fatal("no grantable capabilities")
+	}
+	p := &specs.Process{Capabilities: allSets(names...)}
+	if err := Validate(p); err != nil {
+		t.Errorf("Validate of every grantable capability: %v", err)
+	}
+	// Independently: the known names whose bit is set in /proc's CapBnd.
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bnd uint64
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapBnd:\t"); ok {
+			if bnd, err = strconv.ParseUint(v, 16, 64); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var want []string
+	for i, n := range KnownCapabilities() {
+		if bnd&(1<<uint(i)) != 0 {
+			want = append(want, n)
+		}
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("grantable %v, want %v (CapBnd %016x)", names, want, bnd)
+	}
+}
