@@ -120,6 +120,10 @@ func TestApplyRootExecSets(t *testing.T) {
 func TestApplyCapabilityErrors(t *testing.T) {
 	testutil.RequiresRoot(t)
 	mustFail(t, &specs.Process{Capabilities: &specs.LinuxCapabilities{Permitted: []string{"CAP_TEST"}}}, "unknown capability", `"CAP_TEST"`)
+	// Apply does not pre-check what Validate does; the kernel refuses and the
+	// error says why.
+	mustFail(t, &specs.Process{User: specs.User{UID: 1000, GID: 1000}, Capabilities: &specs.LinuxCapabilities{Permitted: []string{"CAP_KILL"}, Ambient: []string{"CAP_KILL"}}},
+		"raise ambient capability CAP_KILL", "inheritable")
 	if hostLacks(t, capability.CAP_SYS_RESOURCE) {
 		// Apply itself reaches the kernel, which refuses; Validate says why first.
 		mustFail(t, &specs.Process{Capabilities: allSets("CAP_KILL", "CAP_SYS_RESOURCE")}, "capset", "CAP_SYS_RESOURCE")
@@ -187,7 +191,7 @@ func TestApplyRlimits(t *testing.T) {
 		}
 		hard := strconv.FormatUint(nofile.Max+1, 10)
 		mustFail(t, &specs.Process{Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 10, Hard: nofile.Max + 1}}},
-			"setrlimit RLIMIT_NOFILE", "hard "+hard, "operation not permitted")
+			"setrlimit RLIMIT_NOFILE", "hard "+hard, "operation not permitted", "CAP_SYS_RESOURCE")
 	})
 	t.Run("soft above hard", func(t *testing.T) {
 		mustFail(t, &specs.Process{Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_CORE", Soft: 20, Hard: 10}}},
@@ -227,7 +231,7 @@ func TestApplyLSMRefused(t *testing.T) {
 	if AppArmorEnabled() {
 		t.Skip("AppArmor is enabled on this host")
 	}
-	mustFail(t, &specs.Process{ApparmorProfile: "berth-default"}, "AppArmor exec profile", "berth-default")
+	mustFail(t, &specs.Process{ApparmorProfile: "berth-default"}, "AppArmor exec profile", "berth-default", "AppArmor is not enabled")
 	if selinuxOn(t) {
 		t.Skip("SELinux is enabled on this host")
 	}
@@ -249,6 +253,17 @@ func TestApplyIOPriorityAndScheduler(t *testing.T) {
 	})
 	r.expect(t, "berth-ioprio", strconv.Itoa(3<<ioprioClassShift))
 	r.expect(t, "berth-sched", fmt.Sprintf("%d 0 0", unix.SCHED_IDLE))
+
+	// A real-time policy may be refused where the cgroup has no real-time
+	// budget; anywhere else it must apply.
+	r, err := runChild(t, "self", &specs.Process{Scheduler: &specs.Scheduler{Policy: specs.SchedFIFO, Priority: 10}})
+	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
+		t.Skipf("SCHED_FIFO refused here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "berth-sched", fmt.Sprintf("%d 0 10", unix.SCHED_FIFO))
 }
 
 func TestSetCPUAffinity(t *testing.T) {

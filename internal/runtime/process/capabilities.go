@@ -273,6 +273,9 @@ func setCaps(s capSets) error {
 			continue
 		}
 		if err := capability.SetAmbient(true, i); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("raise ambient capability %s: %w (it must be in both the permitted and inheritable sets)", capName(i), err)
+			}
 			return fmt.Errorf("raise ambient capability %s: %w", capName(i), err)
 		}
 	}

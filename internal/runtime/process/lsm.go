@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
@@ -80,6 +82,9 @@ func setAppArmorExec(profile string) error {
 	if errors.Is(err, os.ErrNotExist) {
 		err = writeAttr("/proc/thread-self/attr/exec", value)
 	}
+	if errors.Is(err, unix.EINVAL) && !AppArmorEnabled() {
+		return fmt.Errorf("set AppArmor exec profile %q: %w (AppArmor is not enabled)", profile, err)
+	}
 	if err != nil {
 		return fmt.Errorf("set AppArmor exec profile %q: %w", profile, err)
 	}
@@ -89,6 +94,9 @@ func setAppArmorExec(profile string) error {
 // setSELinuxExec makes the next execve of the calling thread run as label.
 func setSELinuxExec(label string) error {
 	if err := writeAttr("/proc/thread-self/attr/exec", label); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("set SELinux exec label %q: %w (SELinux is not enabled, or the label is invalid)", label, err)
+		}
 		return fmt.Errorf("set SELinux exec label %q: %w", label, err)
 	}
 	return nil

@@ -107,7 +107,10 @@ func validateUser(u *specs.User) error {
 // The uid, gid and groups change on every thread of the process; the rest is
 // the calling thread's. A nil p.Capabilities leaves the capability sets to
 // the kernel's uid-change rules. process.execCPUAffinity is not applied here
-// (see SetCPUAffinity).
+// (see SetCPUAffinity). Apply needs /proc mounted (oom_score_adj, LSM
+// attributes). It checks only what it must (names, ranges) and leaves the
+// rest to the kernel, whose refusal it reports with the likely cause; on an
+// error the process is half set up and must exit rather than exec.
 func Apply(p *specs.Process) error {
 	if p == nil {
 		return errdefs.InvalidArgument(fmt.Errorf("apply process: no process given"))

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -111,6 +112,11 @@ func applyRlimits(rls []specs.POSIXRlimit) error {
 		}
 		lim := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
 		if err := unix.Prlimit(0, res, &lim, nil); err != nil {
+			var cur unix.Rlimit
+			if errors.Is(err, unix.EPERM) && unix.Prlimit(0, res, nil, &cur) == nil && rl.Hard > cur.Max {
+				return fmt.Errorf("setrlimit %s soft %s hard %s: %w (the current hard limit is %s; raising it needs CAP_SYS_RESOURCE)",
+					rl.Type, limitString(rl.Soft), limitString(rl.Hard), err, limitString(cur.Max))
+			}
 			return fmt.Errorf("setrlimit %s soft %s hard %s: %w", rl.Type, limitString(rl.Soft), limitString(rl.Hard), err)
 		}
 	}
