@@ -1,0 +1,439 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/runtime/bundle"
+	"github.com/berth-project/berth/internal/runtime/cgroups"
+	"github.com/berth-project/berth/internal/runtime/process"
+	"github.com/berth-project/berth/internal/runtime/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// CreateOpts are the options of `create`.
+type CreateOpts struct {
+	Bundle        string // bundle directory (default: the current directory)
+	PidFile       string // where to write the init's PID, atomically
+	ConsoleSocket string // unix socket that receives the pty master when process.terminal is set
+	NoPivot       bool
+	NoNewKeyring  bool
+	PreserveFDs   int  // pass fds 3 .. 3+PreserveFDs-1 to the container
+	SystemdCgroup bool // use the systemd cgroup driver
+	// ConsoleConn replaces ConsoleSocket with an already connected socket
+	// (used by `run` when it owns the terminal itself).
+	ConsoleConn *os.File
+	// Stdio replaces the runtime's own standard streams as the init's.
+	Stdio *[3]*os.File
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+// Create creates container id under root from a bundle and returns once the
+// container's init waits for Start, as `berth-runtime create` does. On any
+// failure nothing is left behind: no process, cgroup or state directory.
+func Create(ctx context.Context, root, id string, o CreateOpts) (*Container, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	if o.Bundle == "" {
+		o.Bundle = "."
+	}
+	spec, bundleDir, err := bundle.Load(o.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	plan, err := planNamespaces(spec)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	if plan.unshare&unix.CLONE_NEWUSER != 0 || hasJoin(plan, unix.CLONE_NEWUSER) {
+		err = process.ValidateInUserNamespace(spec.Process)
+	} else {
+		err = process.Validate(spec.Process)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	if s := spec.Linux.Seccomp; s != nil {
+		if err := seccomp.Validate(s); err != nil {
+			return nil, fmt.Errorf("create %s: seccomp: %w", id, err)
+		}
+	}
+	if err := validateSysctl(spec, plan); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	if spec.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("create %s: process.terminal is set but no --console-socket was given", id))
+	}
+	rootfs := bundle.RootfsPath(bundleDir, spec)
+	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("create %s: root filesystem %s is not a directory", id, rootfs))
+	}
+
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: state root %s: %w", id, root, err)
+	}
+	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, errdefs.AlreadyExists(fmt.Errorf("container %s already exists", id))
+		}
+		return nil, fmt.Errorf("create %s: state dir: %w", id, err)
+	}
+	c := &Container{root: root, dir: dir, s: saved{
+		ID: id, Bundle: bundleDir, Rootfs: rootfs, Spec: spec,
+		Created: time.Now().UTC(), Owner: ownerName(), Systemd: o.SystemdCgroup,
+	}}
+	p := &launch{c: c, opts: o, plan: plan}
+	if err := p.run(ctx); err != nil {
+		p.rollback()
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func hasJoin(p *nsPlan, flag int) bool {
+	for _, j := range p.joins {
+		if j.flag == flag {
+			return true
+		}
+	}
+	return false
+}
+
+// planNamespaces turns linux.namespaces into joins and new namespaces.
+func planNamespaces(s *specs.Spec) (*nsPlan, error) {
+	p := &nsPlan{}
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range s.Linux.Namespaces {
+		flag, ok := nsFlags[ns.Type]
+		if !ok {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("unknown namespace type %q", ns.Type))
+		}
+		if seen[ns.Type] {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("namespace %q listed twice", ns.Type))
+		}
+		seen[ns.Type] = true
+		if ns.Path != "" {
+			p.joins = append(p.joins, nsJoin{flag: flag, path: ns.Path})
+		} else {
+			p.unshare |= flag
+		}
+	}
+	userns := seen[specs.UserNamespace]
+	if (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) && p.unshare&unix.CLONE_NEWUSER == 0 {
+		if !userns {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("uidMappings/gidMappings need a user namespace"))
+		}
+	}
+	if p.unshare&unix.CLONE_NEWUSER != 0 && (len(s.Linux.UIDMappings) == 0 || len(s.Linux.GIDMappings) == 0) {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("a new user namespace needs uidMappings and gidMappings"))
+	}
+	if len(s.Linux.TimeOffsets) > 0 {
+		if p.unshare&unix.CLONE_NEWTIME == 0 {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("timeOffsets need a new time namespace"))
+		}
+		var t [4]int64
+		for clock, off := range s.Linux.TimeOffsets {
+			switch clock {
+			case "monotonic":
+				t[0], t[1] = off.Secs, int64(off.Nanosecs)
+			case "boottime":
+				t[2], t[3] = off.Secs, int64(off.Nanosecs)
+			default:
+				return nil, errdefs.InvalidArgument(fmt.Errorf("unknown timeOffsets clock %q", clock))
+			}
+		}
+		p.timens = &t
+	}
+	return p, nil
+}
+
+// launch holds what Create has made so far, so that a failure can undo it.
+type launch struct {
+	c    *Container
+	opts CreateOpts
+	plan *nsPlan
+	cg   *cgroups.Manager
+	cmd  *exec.Cmd
+	pid  int
+}
+
+func (l *launch) run(ctx context.Context) error {
+	c, spec := l.c, l.c.s.Spec
+	fifo := filepath.Join(c.dir, fifoName)
+	if err := unix.Mkfifo(fifo, 0o622); err != nil {
+		return fmt.Errorf("make exec fifo: %w", err)
+	}
+	rootUID, rootGID := hostID(spec.Linux.UIDMappings, 0), hostID(spec.Linux.GIDMappings, 0)
+	if err := os.Chown(fifo, rootUID, rootGID); err != nil {
+		return fmt.Errorf("chown exec fifo: %w", err)
+	}
+	fifoFD, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	fifoFile := os.NewFile(uintptr(fifoFD), "exec.fifo")
+	defer fifoFile.Close()
+
+	exe, err := sealedSelf()
+	if err != nil {
+		return err
+	}
+	defer exe.Close()
+	parent, child, err := socketPair()
+	if err != nil {
+		return err
+	}
+	defer parent.Close()
+	defer child.Close()
+
+	console := l.opts.ConsoleConn
+	if spec.Process.Terminal && console == nil {
+		conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: l.opts.ConsoleSocket, Net: "unix"})
+		if err != nil {
+			return fmt.Errorf("connect to console socket %s: %w", l.opts.ConsoleSocket, err)
+		}
+		f, err := conn.File()
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("console socket: %w", err)
+		}
+		defer f.Close()
+		console = f
+	}
+
+	// The init's descriptors: 0-2 stdio, then the preserved ones, then ours.
+	var extra []*os.File
+	for i := 0; i < l.opts.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	fdOf := func(f *os.File) int { extra = append(extra, f); return 2 + len(extra) }
+	childFD, fifoChild, exeFD := fdOf(child), fdOf(fifoFile), fdOf(exe)
+	consoleFD := -1
+	if console != nil {
+		consoleFD = fdOf(console)
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(exeFD),
+		Args:       []string{"berth-runtime", "init"},
+		Env:        []string{initPipeEnv(childFD)},
+		ExtraFiles: extra,
+		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	if l.opts.Stdio != nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = l.opts.Stdio[0], l.opts.Stdio[1], l.opts.Stdio[2]
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start init: %w", err)
+	}
+	l.cmd = cmd
+	child.Close()
+	ch := newChannel(parent)
+
+	// The cgroup comes first, so that the namespaces (the cgroup
+	// namespace in particular) are made inside it.
+	if err := l.setupCgroup(cmd.Process.Pid); err != nil {
+		return err
+	}
+	pid, err := ch.enterNamespaces(l.plan, cmd.Process.Pid, func(pid int) error {
+		return writeIDMaps(pid, spec.Linux)
+	})
+	if err != nil {
+		return err
+	}
+	l.pid = pid
+	if pid != cmd.Process.Pid {
+		// The constructor forked into the PID namespace; reap the parent.
+		cmd.Wait()
+	} else {
+		cmd.Process.Release()
+	}
+	l.c.s.Pid = pid
+	start, _, err := procStat(pid)
+	if err != nil {
+		return fmt.Errorf("read init process %d: %w", pid, err)
+	}
+	l.c.s.StartTime = start
+	l.c.s.OwnPidNS = l.plan.unshare&unix.CLONE_NEWPID != 0
+
+	cfg := &initConfig{
+		ID: c.s.ID, Bundle: c.s.Bundle, Rootfs: c.s.Rootfs, Pid: pid, Spec: spec,
+		NoPivot: l.opts.NoPivot, NoNewKeyrng: l.opts.NoNewKeyring,
+		CgroupPaths: c.s.CgroupPaths, CgroupNS: l.plan.unshare&unix.CLONE_NEWCGROUP != 0,
+		PreserveFDs: l.opts.PreserveFDs, FifoFD: fifoChild, ConsoleFD: consoleFD,
+		RunHooks: spec.Hooks != nil && (len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateRuntime) > 0),
+	}
+	if err := ch.send(cfg); err != nil {
+		return fmt.Errorf("send config to init: %w", err)
+	}
+	for {
+		var m message
+		if err := ch.recv(&m); err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("container init exited during setup")
+			}
+			return fmt.Errorf("read from init: %w", err)
+		}
+		switch m.Type {
+		case msgHooks:
+			st := c.State()
+			st.Status = StatusCreating
+			st.Pid = pid
+			if err := runHooks("prestart", spec.Hooks.Prestart, st); err != nil {
+				return err
+			}
+			if err := runHooks("createRuntime", spec.Hooks.CreateRuntime, st); err != nil {
+				return err
+			}
+			if err := ch.send(message{Type: msgAck}); err != nil {
+				return fmt.Errorf("resume init after hooks: %w", err)
+			}
+		case msgError:
+			return errors.New(m.Error)
+		case msgCreated:
+			if err := c.save(); err != nil {
+				return err
+			}
+			if l.opts.PidFile != "" {
+				if err := writeFileAtomic(absPath(l.opts.PidFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+					return fmt.Errorf("pid file: %w", err)
+				}
+			}
+			return nil
+		default:
+			return fmt.Errorf("unexpected message %q from init", m.Type)
+		}
+	}
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// setupCgroup creates the container's cgroup, moves pid into it and applies
+// the configured resources with the devices every container needs.
+func (l *launch) setupCgroup(pid int) error {
+	spec := l.c.s.Spec
+	cg, err := cgroups.New(spec.Linux.CgroupsPath, l.c.s.ID, l.opts.SystemdCgroup)
+	if err != nil {
+		return err
+	}
+	l.cg = cg
+	if err := cg.Apply(pid); err != nil {
+		return err
+	}
+	l.c.s.CgroupPaths = cg.Paths()
+	r := spec.Linux.Resources
+	if r == nil {
+		r = &specs.LinuxResources{}
+	}
+	withDefaults := *r
+	withDefaults.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), cgroups.DefaultDevices...)
+	return cg.Set(&withDefaults)
+}
+
+// rollback undoes a failed Create.
+func (l *launch) rollback() {
+	if l.pid > 0 {
+		unix.Kill(l.pid, unix.SIGKILL)
+	}
+	if l.cmd != nil && l.cmd.Process != nil {
+		l.cmd.Process.Kill()
+		if l.pid == l.cmd.Process.Pid || l.pid == 0 {
+			l.cmd.Wait()
+		}
+	}
+	if l.cg != nil {
+		l.cg.Destroy()
+	}
+	os.RemoveAll(l.c.dir)
+}
+
+// writeIDMaps writes the user namespace's ID maps of pid.
+func writeIDMaps(pid int, l *specs.Linux) error {
+	write := func(name string, maps []specs.LinuxIDMapping) error {
+		var b strings.Builder
+		for _, m := range maps {
+			fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+		}
+		path := fmt.Sprintf("/proc/%d/%s", pid, name)
+		if err := os.WriteFile(path, []byte(b.String()), 0); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	}
+	if err := write("uid_map", l.UIDMappings); err != nil {
+		return err
+	}
+	return write("gid_map", l.GIDMappings)
+}
+
+// hostID maps a container ID to the host through maps (identity without maps).
+func hostID(maps []specs.LinuxIDMapping, id uint32) int {
+	for _, m := range maps {
+		if id >= m.ContainerID && id-m.ContainerID < m.Size {
+			return int(m.HostID + id - m.ContainerID)
+		}
+	}
+	return int(id)
+}
+
+func ownerName() string {
+	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Geteuid())
+}
+
+// validateSysctl refuses sysctls that would change the host: only the
+// namespaced ones are allowed, and only with their namespace.
+func validateSysctl(s *specs.Spec, p *nsPlan) error {
+	has := func(flag int) bool { return p.unshare&flag != 0 || hasJoin(p, flag) }
+	for key := range s.Linux.Sysctl {
+		switch {
+		case strings.HasPrefix(key, "net."):
+			if !has(unix.CLONE_NEWNET) {
+				return errdefs.InvalidArgument(fmt.Errorf("sysctl %q needs a network namespace", key))
+			}
+		case strings.HasPrefix(key, "fs.mqueue."), key == "kernel.msgmax", key == "kernel.msgmnb",
+			key == "kernel.msgmni", key == "kernel.sem", key == "kernel.shmall", key == "kernel.shmmax",
+			key == "kernel.shmmni", key == "kernel.shm_rmid_forced":
+			if !has(unix.CLONE_NEWIPC) {
+				return errdefs.InvalidArgument(fmt.Errorf("sysctl %q needs an ipc namespace", key))
+			}
+		case key == "kernel.hostname", key == "kernel.domainname":
+			if !has(unix.CLONE_NEWUTS) {
+				return errdefs.InvalidArgument(fmt.Errorf("sysctl %q needs a uts namespace", key))
+			}
+		default:
+			return errdefs.InvalidArgument(fmt.Errorf("sysctl %q is not namespaced: it would change the host", key))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/berth-project/berth/internal/runtime/nsenter"
+	"github.com/berth-project/berth/internal/runtime/process"
+	"github.com/berth-project/berth/internal/runtime/rootfs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// IsInit reports whether this process was started as a container init.
+func IsInit() bool { return os.Getenv(nsenter.EnvInitPipe) != "" }
+
+// Init runs the container init: it is `berth-runtime init`, started by Create
+// and already inside the container's namespaces. It returns only on failure,
+// after reporting the error to the runtime (or, once the runtime is gone, to
+// the container's standard error); on success it becomes the user's program.
+// The caller must have locked the main goroutine to its thread.
+func Init() error {
+	fd, err := strconv.Atoi(os.Getenv(nsenter.EnvInitPipe))
+	if err != nil {
+		return fmt.Errorf("init: bad %s", nsenter.EnvInitPipe)
+	}
+	os.Unsetenv(nsenter.EnvInitPipe)
+	ch := newChannel(os.NewFile(uintptr(fd), "init-pipe"))
+	var cfg initConfig
+	if err := ch.recv(&cfg); err != nil {
+		return fmt.Errorf("init: read config: %w", err)
+	}
+	in := &initProc{ch: ch, cfg: &cfg}
+	err = in.setup()
+	if err != nil && !in.detached {
+		ch.send(message{Type: msgError, Error: err.Error()})
+	}
+	return err
+}
+
+type initProc struct {
+	ch       *channel
+	cfg      *initConfig
+	detached bool // the runtime has gone: errors go to stderr
+}
+
+func (in *initProc) state(status specs.ContainerState) specs.State {
+	return specs.State{
+		Version: specs.Version, ID: in.cfg.ID, Status: status, Pid: in.cfg.Pid,
+		Bundle: in.cfg.Bundle, Annotations: in.cfg.Spec.Annotations,
+	}
+}
+
+func (in *initProc) setup() error {
+	cfg, spec := in.cfg, in.cfg.Spec
+	// No descriptor of the runtime's survives into the container
+	// (CVE-2024-21626): everything past stdio and the preserved ones
+	// closes on exec.
+	if err := closeOnExecFrom(3 + cfg.PreserveFDs); err != nil {
+		return err
+	}
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("setsid: %w", err)
+	}
+	if !cfg.NoNewKeyrng {
+		if _, err := unix.KeyctlJoinSessionKeyring("_ses." + cfg.ID); err != nil && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("join session keyring: %w", err)
+		}
+	}
+	rc := &rootfs.Config{
+		Spec: spec, Rootfs: cfg.Rootfs, NoPivot: cfg.NoPivot, CgroupPaths: cfg.CgroupPaths,
+		CgroupNS: cfg.CgroupNS, Console: spec.Process.Terminal,
+	}
+	if err := rootfs.Prepare(rc); err != nil {
+		return err
+	}
+	if cfg.RunHooks {
+		if err := in.ch.send(message{Type: msgHooks}); err != nil {
+			return fmt.Errorf("ask runtime to run hooks: %w", err)
+		}
+		var m message
+		if err := in.ch.recv(&m); err != nil || m.Type != msgAck {
+			return fmt.Errorf("wait for runtime hooks: %v", err)
+		}
+	}
+	if spec.Hooks != nil {
+		if err := runHooks("createContainer", spec.Hooks.CreateContainer, in.state(StatusCreating)); err != nil {
+			return err
+		}
+	}
+	if err := rootfs.Pivot(rc); err != nil {
+		return err
+	}
+	if spec.Process.Terminal {
+		if err := setupConsole(cfg.ConsoleFD); err != nil {
+			return err
+		}
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("set domainname %q: %w", spec.Domainname, err)
+		}
+	}
+	for key, value := range spec.Linux.Sysctl {
+		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+		if err := os.WriteFile(path, []byte(value), 0); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+		}
+	}
+	if err := rootfs.Finalize(rc); err != nil {
+		return err
+	}
+	if p := spec.Linux.Personality; p != nil {
+		if err := setPersonality(p); err != nil {
+			return err
+		}
+	}
+	env := withHome(spec.Process.Env, spec.Process.User.UID)
+	argv0, err := lookPath(spec.Process.Args[0], env)
+	if err != nil {
+		return err
+	}
+	// Enter the working directory both before and after dropping
+	// privileges: before, because the user may not search the path to it;
+	// after, so the check of the final directory is the user's.
+	_ = unix.Chdir(spec.Process.Cwd)
+	if err := process.Apply(spec.Process); err != nil {
+		return err
+	}
+	if err := enterCwd(spec.Process.Cwd); err != nil {
+		return err
+	}
+
+	if err := in.ch.send(message{Type: msgCreated}); err != nil {
+		return fmt.Errorf("report created: %w", err)
+	}
+	in.detached = true
+	if err := waitStart(cfg.FifoFD); err != nil {
+		return err
+	}
+	if spec.Hooks != nil {
+		if err := runHooks("startContainer", spec.Hooks.StartContainer, in.state(StatusCreated)); err != nil {
+			return err
+		}
+	}
+	if err := applySeccompLate(spec, in.state(StatusRunning)); err != nil {
+		return err
+	}
+	if err := unix.Exec(argv0, spec.Process.Args, env); err != nil {
+		return fmt.Errorf("exec %s: %w", spec.Process.Args[0], err)
+	}
+	return nil
+}
+
+// closeOnExecFrom marks every descriptor from first up close-on-exec.
+func closeOnExecFrom(first int) error {
+	err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	ents, derr := os.ReadDir("/proc/self/fd")
+	if derr != nil {
+		return fmt.Errorf("close inherited descriptors: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
+}
+
+// enterCwd changes to the process's working directory and makes sure it is
+// inside the container: a directory reached through a descriptor or mount
+// outside the root shows as unreachable (CVE-2024-21626).
+func enterCwd(cwd string) error {
+	if err := unix.Chdir(cwd); err != nil {
+		return fmt.Errorf("chdir to cwd %q: %w", cwd, err)
+	}
+	wd, err := unix.Getwd()
+	if err != nil {
+		return fmt.Errorf("cwd %q: %w", cwd, err)
+	}
+	if !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("cwd %q is outside the container (%s)", cwd, wd)
+	}
+	return nil
+}
+
+// waitStart blocks until `start` opens the exec FIFO, then signals it.
+func waitStart(fifoFD int) error {
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fifoFD), os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte{0}); err != nil {
+		return fmt.Errorf("write exec fifo: %w", err)
+	}
+	unix.Close(fifoFD)
+	return nil
+}
+
+// lookPath finds the program to run the way a shell in the container would:
+// a name with a slash as is, otherwise along the process's own PATH.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("exec %q: %w", name, err)
+		}
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec %q: executable file not found in $PATH", name)
+}
+
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("is a directory")
+	}
+	if st.Mode()&0o111 == 0 {
+		return fmt.Errorf("permission denied")
+	}
+	return nil
+}
+
+// withHome adds HOME from the container's /etc/passwd when env lacks it.
+func withHome(env []string, uid uint32) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "HOME=") {
+			return env
+		}
+	}
+	home := "/"
+	if f, err := os.Open("/etc/passwd"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) >= 6 && fields[2] == strconv.FormatUint(uint64(uid), 10) {
+				home = fields[5]
+				break
+			}
+		}
+		f.Close()
+	}
+	return append(env[:len(env):len(env)], "HOME="+home)
+}

@@ -1,0 +1,34 @@
+// Package nsenter puts a berth-runtime process into its container's
+// namespaces before the Go runtime starts.
+//
+// setns(2) into a mount or user namespace needs a single-threaded process, and
+// the Go runtime starts threads before main runs. So the work is done by a C
+// constructor that runs first, in every process of the binary that imports this
+// package, and does nothing unless the environment variable _BERTH_INITPIPE
+// names the socket over which the runtime sends the namespace plan. It joins the
+// namespaces named by path (user first), unshares the new ones (asking the
+// runtime to write the user namespace's ID maps), writes time namespace
+// offsets, and forks once when the PID or time namespace only applies to
+// children. The process that continues into Go is then inside every namespace;
+// the runtime learns its host PID from the socket.
+//
+// The plan is a block of lines, ended by the line "end":
+//
+//	join <CLONE_NEW* flag> <path>
+//	unshare <CLONE_NEW* flags>
+//	timens <monotonic s> <monotonic ns> <boottime s> <boottime ns>
+//
+// and the constructor answers, a line each, "userns" (then waits for "ok") when it created a
+// user namespace, and finally "pid <host pid>" or "error <message>".
+package nsenter
+
+/*
+#cgo CFLAGS: -Wall -O2
+extern void berth_nsenter(void);
+void __attribute__((constructor)) berth_nsenter_init(void) { berth_nsenter(); }
+*/
+import "C"
+
+// EnvInitPipe names the environment variable that carries the init socket's
+// file descriptor number.
+const EnvInitPipe = "_BERTH_INITPIPE"

@@ -1,0 +1,342 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	_ "github.com/berth-project/berth/internal/runtime/nsenter"
+	"github.com/berth-project/berth/internal/testutil"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the container init, as berth-runtime does.
+func TestMain(m *testing.M) {
+	if IsInit() {
+		goruntime.GOMAXPROCS(1)
+		goruntime.LockOSThread()
+		err := Init()
+		fmt.Fprintf(os.Stderr, "init: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// env is one test's runtime root and the output file its containers share.
+type env struct {
+	t    *testing.T
+	root string
+	out  *os.File
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	root := t.TempDir()
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, root: root, out: out}
+	t.Cleanup(func() {
+		cs, _ := List(root)
+		for _, c := range cs {
+			if err := c.Delete(context.Background(), true, nil); err != nil {
+				t.Errorf("cleanup %s: %v", c.ID(), err)
+			}
+		}
+		out.Close()
+	})
+	return e
+}
+
+func (e *env) opts(bundle string) CreateOpts {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { devnull.Close() })
+	return CreateOpts{Bundle: bundle, Stdio: &[3]*os.File{devnull, e.out, e.out}}
+}
+
+func (e *env) output() string {
+	data, err := os.ReadFile(e.out.Name())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(data)
+}
+
+// run runs a bundle to completion and returns its exit code and output.
+func (e *env) run(id, bundle string) (int, string) {
+	e.t.Helper()
+	code, err := Run(context.Background(), e.root, id, e.opts(bundle), false, func(err error) { e.t.Logf("warning: %v", err) })
+	if err != nil {
+		e.t.Fatalf("run %s: %v (output: %s)", id, err, e.output())
+	}
+	return code, e.output()
+}
+
+func (e *env) create(id, bundle string) *Container {
+	e.t.Helper()
+	c, err := Create(context.Background(), e.root, id, e.opts(bundle))
+	if err != nil {
+		e.t.Fatalf("create %s: %v", id, err)
+	}
+	return c
+}
+
+func reload(t *testing.T, c *Container) *Container {
+	t.Helper()
+	n, err := Load(c.root, c.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	dir, _ := testutil.BusyboxBundle(t, "sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo started; while true; do sleep 0.05; done")
+	c := e.create("life", dir)
+	if st := c.Status(); st != StatusCreated {
+		t.Fatalf("after create: status %s", st)
+	}
+	st := c.State()
+	if st.Pid <= 0 || st.ID != "life" || st.Bundle != dir || st.Version != specs.Version {
+		t.Fatalf("state = %+v", st)
+	}
+	if err := c.Delete(context.Background(), false, nil); !errors.Is(err, errdefs.ErrFailedPrecond) {
+		t.Fatalf("delete of a created container: %v, want refusal", err)
+	}
+	if err := c.Start(context.Background(), nil); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if st := reload(t, c).Status(); st != StatusRunning {
+		t.Fatalf("after start: status %s", st)
+	}
+	if err := c.Start(context.Background(), nil); !errors.Is(err, errdefs.ErrFailedPrecond) {
+		t.Fatalf("second start: %v, want refusal", err)
+	}
+	waitFor(t, func() bool { return strings.Contains(e.output(), "started") })
+	if err := c.Kill(unix.SIGTERM, false); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	waitFor(t, func() bool { return c.Status() == StatusStopped })
+	if !strings.Contains(e.output(), "got TERM") {
+		t.Fatalf("signal not delivered; output %q", e.output())
+	}
+	if err := c.Kill(unix.SIGTERM, false); !errors.Is(err, errdefs.ErrFailedPrecond) {
+		t.Fatalf("kill of a stopped container: %v, want refusal", err)
+	}
+	if err := c.Delete(context.Background(), false, nil); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := Load(e.root, "life"); !errdefs.IsNotFound(err) {
+		t.Fatalf("state after delete: %v", err)
+	}
+	for _, p := range c.s.CgroupPaths {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("cgroup %s left after delete", p)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not reached")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunExitCodeAndOutput(t *testing.T) {
+	e := newEnv(t)
+	dir, _ := testutil.BusyboxBundle(t, "sh", "-c", "echo pid=$$ host=$(hostname); exit 7")
+	code, out := e.run("exit7", dir)
+	if code != 7 {
+		t.Fatalf("exit code %d, want 7", code)
+	}
+	if !strings.Contains(out, "pid=1 host=berth") {
+		t.Fatalf("output %q: want pid 1 in its own pid namespace and the configured hostname", out)
+	}
+	if _, err := Load(e.root, "exit7"); !errdefs.IsNotFound(err) {
+		t.Fatalf("run left state behind: %v", err)
+	}
+}
+
+func TestCreateRefusesDuplicateAndBadInput(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "true")
+	e.create("dup", dir)
+	if _, err := Create(context.Background(), e.root, "dup", e.opts(dir)); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	if _, err := Create(context.Background(), e.root, "../x", e.opts(dir)); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("bad id: %v", err)
+	}
+	s.Process.Args = []string{"no-such-program"}
+	testutil.WriteSpec(t, dir, s)
+	_, err := Create(context.Background(), e.root, "noprog", e.opts(dir))
+	if err == nil || !strings.Contains(err.Error(), "no-such-program") {
+		t.Fatalf("missing program: %v", err)
+	}
+	if _, err := Load(e.root, "noprog"); !errdefs.IsNotFound(err) {
+		t.Fatalf("failed create left state: %v", err)
+	}
+	s.Process.Args = []string{"true"}
+	s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_TEST")
+	testutil.WriteSpec(t, dir, s)
+	if _, err := Create(context.Background(), e.root, "badcap", e.opts(dir)); err == nil || !strings.Contains(err.Error(), "CAP_TEST") {
+		t.Fatalf("unknown capability: %v", err)
+	}
+}
+
+func TestHooks(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "true")
+	logs := t.TempDir()
+	hook := func(name string) specs.Hook {
+		// Each hook appends its name and the state it got on stdin.
+		return specs.Hook{Path: "/bin/busybox", Args: []string{"sh", "-c", "cat >> " + filepath.Join(logs, name) + "; echo >> " + filepath.Join(logs, name)}, Env: []string{"PATH=/bin"}}
+	}
+	fail := specs.Hook{Path: "/bin/busybox", Args: []string{"false", "false"}}
+	s.Hooks = &specs.Hooks{
+		Prestart:        []specs.Hook{hook("prestart")},
+		CreateRuntime:   []specs.Hook{hook("createRuntime")},
+		CreateContainer: []specs.Hook{hook("createContainer")},
+		StartContainer:  []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo startContainer $(hostname) > /tmp/hook"}}},
+		Poststart:       []specs.Hook{hook("poststart"), fail},
+		Poststop:        []specs.Hook{fail, hook("poststop")},
+	}
+	s.Process.Args = []string{"sh", "-c", "cat /tmp/hook"}
+	s.Root.Readonly = false
+	testutil.WriteSpec(t, dir, s)
+	var warnings []string
+	code, err := Run(context.Background(), e.root, "hooks", e.opts(dir), false, func(err error) { warnings = append(warnings, err.Error()) })
+	if err != nil || code != 0 {
+		t.Fatalf("run: %d %v (output %q)", code, err, e.output())
+	}
+	if !strings.Contains(e.output(), "startContainer berth") {
+		t.Fatalf("startContainer hook did not run in the container: output %q", e.output())
+	}
+	want := map[string]specs.ContainerState{
+		"prestart": StatusCreating, "createRuntime": StatusCreating, "createContainer": StatusCreating,
+		"poststart": StatusRunning, "poststop": StatusStopped,
+	}
+	for name, status := range want {
+		data, err := os.ReadFile(filepath.Join(logs, name))
+		if err != nil {
+			t.Fatalf("hook %s did not run: %v", name, err)
+		}
+		var st specs.State
+		if err := json.Unmarshal(data, &st); err != nil {
+			t.Fatalf("hook %s state %q: %v", name, data, err)
+		}
+		if st.ID != "hooks" || st.Bundle != dir || st.Status != status {
+			t.Fatalf("hook %s got state %+v, want status %s", name, st, status)
+		}
+	}
+	if len(warnings) != 2 {
+		t.Fatalf("failing poststart and poststop hooks: warnings %q, want 2", warnings)
+	}
+}
+
+func TestFailingCreateRuntimeHookFailsCreate(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "true")
+	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/busybox", Args: []string{"false"}}}}
+	testutil.WriteSpec(t, dir, s)
+	if _, err := Create(context.Background(), e.root, "hookfail", e.opts(dir)); err == nil || !strings.Contains(err.Error(), "createRuntime") {
+		t.Fatalf("create with failing hook: %v", err)
+	}
+	if _, err := Load(e.root, "hookfail"); !errdefs.IsNotFound(err) {
+		t.Fatalf("failed create left state: %v", err)
+	}
+}
+
+func TestJoinNamespaceByPath(t *testing.T) {
+	e := newEnv(t)
+	// A process in its own UTS and network namespaces to join.
+	holder := exec.Command("/bin/busybox", "sh", "-c", "hostname joined-ns; exec sleep 100")
+	holder.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWNET}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	waitFor(t, func() bool {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", holder.Process.Pid))
+		return strings.TrimSpace(string(data)) == "sleep"
+	})
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "hostname; readlink /proc/self/ns/net")
+	s.Hostname = ""
+	for i, ns := range s.Linux.Namespaces {
+		switch ns.Type {
+		case specs.UTSNamespace:
+			s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/uts", holder.Process.Pid)
+		case specs.NetworkNamespace:
+			s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid)
+		}
+	}
+	testutil.WriteSpec(t, dir, s)
+	_, out := e.run("join", dir)
+	want, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid))
+	if !strings.Contains(out, "joined-ns") || !strings.Contains(out, want) {
+		t.Fatalf("output %q: want hostname joined-ns and %s", out, want)
+	}
+}
+
+// CVE-2019-5736: the init runs from a sealed copy, so its /proc/PID/exe
+// cannot be opened for writing and is not the runtime binary on disk.
+func TestInitRunsFromSealedCopy(t *testing.T) {
+	e := newEnv(t)
+	dir, _ := testutil.BusyboxBundle(t, "true")
+	c := e.create("sealed", dir)
+	exe := fmt.Sprintf("/proc/%d/exe", c.Pid())
+	target, err := os.Readlink(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(target, "/memfd:") {
+		t.Fatalf("init runs from %s, want a memfd copy", target)
+	}
+	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
+	if err == nil {
+		f.Close()
+		t.Fatalf("the init's binary could be opened for writing")
+	}
+}
+
+// CVE-2024-21626: no descriptor of the runtime reaches the container, and a
+// working directory outside the container is refused.
+func TestNoLeakedDescriptorsOrCwd(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "ls /proc/self/fd | tr '\\n' ' '")
+	_, out := e.run("fds", dir)
+	if strings.TrimSpace(out) != "0 1 2 3" { // 3 is ls's own directory handle
+		t.Fatalf("descriptors in the container: %q, want only stdio", out)
+	}
+	for _, cwd := range []string{"/proc/self/fd/3", "/proc/self/fd/4", "/proc/self/fd/5", "/proc/self/fd/6", "/proc/self/fd/7"} {
+		s.Process.Cwd = cwd
+		s.Process.Args = []string{"pwd"}
+		testutil.WriteSpec(t, dir, s)
+		c, err := Create(context.Background(), e.root, "cwd", e.opts(dir))
+		if err == nil {
+			c.Delete(context.Background(), true, nil)
+			t.Fatalf("cwd %s accepted", cwd)
+		}
+	}
+}
