@@ -109,10 +109,10 @@ func (c *Client) resolveAt(ctx context.Context, ep endpoint, ref image.Reference
 		}
 	case resp.StatusCode == http.StatusNotFound:
 		return ocispec.Descriptor{}, errdefs.NotFound(fmt.Errorf("resolve %s: manifest unknown to %s", ref.String(), ep.reg.RegistryStr()))
-	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden, retryableStatus(resp.StatusCode):
+	case resp.StatusCode != http.StatusMethodNotAllowed:
 		return ocispec.Descriptor{}, checkResponse(resp, "resolve "+ref.String())
 	}
-	// HEAD did not tell enough (no digest, no size, an unexpected status):
+	// HEAD did not tell enough (no digest or size, or HEAD is not allowed):
 	// GET the manifest and describe what came.
 	data, mt, hdr, err := c.getManifest(ctx, hc, ep.reg, ref.Path, ref.Object(), "")
 	if err != nil {
@@ -320,7 +320,11 @@ func (c *Client) openBlob(ctx context.Context, ep endpoint, ref image.Reference,
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if offset > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+		rng := "bytes=" + strconv.FormatInt(offset, 10) + "-"
+		if desc.Size > 0 {
+			rng += strconv.FormatInt(desc.Size-1, 10)
+		}
+		req.Header.Set("Range", rng)
 	}
 	resp, err := (&http.Client{Transport: rt}).Do(req)
 	if err != nil {
