@@ -99,8 +99,9 @@ func (d deviceRule) v1String() string {
 	return string(d.typ) + " " + num(d.major) + ":" + num(d.minor) + " " + d.access
 }
 
-// setDevices applies the device rules in order: v1 through devices.allow
-// and devices.deny, v2 through an eBPF program attached to the cgroup.
+// setDevices applies the device rules in order on top of "deny all": v1
+// through devices.allow and devices.deny, v2 through an eBPF program
+// attached to the cgroup. A device no rule allows is denied.
 func (m *Manager) setDevices(rules []specs.LinuxDeviceCgroup) error {
 	if len(rules) == 0 {
 		return nil
@@ -110,6 +111,14 @@ func (m *Manager) setDevices(rules []specs.LinuxDeviceCgroup) error {
 		return err
 	}
 	if dir := m.paths["devices"]; dir != "" {
+		// Start from "deny all" so that the rules form an allow list
+		// whatever they begin with (as runc); a leading deny-all rule
+		// is that very write.
+		if norm[0].typ != 'a' || norm[0].allow {
+			if err := writeFile(dir, "devices.deny", "a"); err != nil {
+				return err
+			}
+		}
 		for _, r := range norm {
 			file := "devices.deny"
 			if r.allow {

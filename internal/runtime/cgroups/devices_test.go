@@ -138,11 +138,12 @@ func TestDeviceFilterNoUnreachableCode(t *testing.T) {
 	if run(t, prog, devcgChr, 1, 3, devcgRead) {
 		t.Error("1:3 allowed although the last rule denies all")
 	}
-	// No rules that match: allowed, as in a fresh v1 devices cgroup.
-	norm, _ = normalizeDevices([]specs.LinuxDeviceCgroup{{Allow: false, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"}})
+	// A request no rule matches is denied: the rules form an allow list
+	// whatever they start with.
+	norm, _ = normalizeDevices([]specs.LinuxDeviceCgroup{{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "r"}})
 	prog, _ = deviceFilter(norm)
-	if !run(t, prog, devcgChr, 1, 5, devcgRead) || run(t, prog, devcgChr, 1, 3, devcgRead) {
-		t.Error("single deny rule misapplied")
+	if !run(t, prog, devcgChr, 1, 3, devcgRead) || run(t, prog, devcgChr, 1, 3, devcgWrit) || run(t, prog, devcgChr, 1, 5, devcgRead) {
+		t.Error("allow list without a leading deny-all misapplied")
 	}
 }
 

@@ -64,10 +64,9 @@ func accessBits(a string) int32 {
 
 // deviceFilter assembles the program for rules. The last rule that matches
 // a request decides it, as when the rules are written in order to a v1
-// devices cgroup; a request no rule matches is allowed, as in a fresh v1
-// devices cgroup (rule lists start with "deny all" to make an allow list).
-// An allow rule matches when it grants every access requested, a deny rule
-// when it denies any of them.
+// devices cgroup; a request no rule matches is denied, as in a v1 devices
+// cgroup reset to "deny all" first. An allow rule matches when it grants
+// every access requested, a deny rule when it denies any of them.
 func deviceFilter(rules []deviceRule) ([]insn, error) {
 	prog := []insn{
 		{op: opLdxW, dst: rTmp, src: rCtx, off: 0},
@@ -129,7 +128,7 @@ func deviceFilter(rules []deviceRule) ([]insn, error) {
 			return prog, nil
 		}
 	}
-	return append(prog, insn{op: opMov64K, dst: rRet, imm: 1}, insn{op: opExit}), nil
+	return append(prog, insn{op: opMov64K, dst: rRet, imm: 0}, insn{op: opExit}), nil
 }
 
 // encode lays the instructions out as the kernel reads them.

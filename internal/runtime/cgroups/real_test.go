@@ -371,6 +371,17 @@ func TestRealDevicesV1Order(t *testing.T) {
 	if got := strings.Split(read(t, dir, "devices.list"), "\n"); !slices.Equal(got, want) {
 		t.Errorf("devices.list =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// Rules without a leading deny-all still form an allow list, and a
+	// new Set replaces the old rules.
+	if err := m.Set(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
+		{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rw"},
+		{Allow: false, Type: "c", Major: i64(1), Minor: i64(3), Access: "w"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, dir, "devices.list"); got != "c 1:3 r" {
+		t.Errorf("devices.list = %q, want \"c 1:3 r\"", got)
+	}
 }
 
 func TestRealHugetlb(t *testing.T) {

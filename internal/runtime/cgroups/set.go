@@ -13,11 +13,12 @@ import (
 )
 
 // Set writes resources. nil r is a no-op. Each failure names the file and
-// the value it tried to write. Device rules are applied in the order given:
-// on v1 each rule is written in turn to devices.allow or devices.deny (a
-// leading deny-all rule resets the list first), so devices.list shows them
-// in order; on v2 they become one eBPF program where the last matching rule
-// decides.
+// the value it tried to write. Device rules are applied in the order given,
+// on top of "deny all" (so they always form an allow list, as in runc): on
+// v1 the list is reset with devices.deny "a" (the first rule itself when it
+// denies all) and each rule is written in turn to devices.allow or
+// devices.deny, so devices.list shows them in order; on v2 they become one
+// eBPF program where the last matching rule decides.
 func (m *Manager) Set(r *specs.LinuxResources) error {
 	if r == nil {
 		return nil
