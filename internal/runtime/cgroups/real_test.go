@@ -160,28 +160,6 @@ func u64(v uint64) *uint64 { return &v }
 func u16(v uint16) *uint16 { return &v }
 func boolp(v bool) *bool   { return &v }
 
-// hugepageSizes returns the host's huge page sizes as the runtime spec
-// names them ("2MB", "1GB").
-func hugepageSizes(t *testing.T) []string {
-	entries, _ := os.ReadDir("/sys/kernel/mm/hugepages")
-	var out []string
-	for _, e := range entries {
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(e.Name(), "hugepages-"), "kB"), 10, 64)
-		if err != nil {
-			t.Fatalf("hugepage dir %s: %v", e.Name(), err)
-		}
-		switch {
-		case kb >= 1<<20:
-			out = append(out, strconv.FormatUint(kb>>20, 10)+"GB")
-		case kb >= 1<<10:
-			out = append(out, strconv.FormatUint(kb>>10, 10)+"MB")
-		default:
-			out = append(out, strconv.FormatUint(kb, 10)+"KB")
-		}
-	}
-	return out
-}
-
 // blockDevice returns the major:minor of some block device of the host.
 func blockDevice() (int64, int64, bool) {
 	entries, _ := os.ReadDir("/sys/block")
@@ -386,7 +364,7 @@ func TestRealDevicesV1Order(t *testing.T) {
 
 func TestRealHugetlb(t *testing.T) {
 	testutil.RequiresRoot(t)
-	sizes := hugepageSizes(t)
+	sizes := HugepageSizes()
 	if len(sizes) == 0 {
 		t.Skip("no huge page sizes on this host")
 	}
@@ -466,9 +444,15 @@ func TestRealFreezePidsDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A nested cgroup's process counts too.
+	// (made through Load, as a later runtime invocation would).
 	pidsDir, _ := m.pidsDir()
-	sub := Load(map[string]string{"x": filepath.Join(pidsDir, "sub")})
-	sub.mounts = map[string]string{"x": filepath.Dir(pidsDir)}
+	var key string
+	for k, d := range m.Paths() {
+		if d == pidsDir {
+			key = k
+		}
+	}
+	sub := Load(map[string]string{key: filepath.Join(pidsDir, "sub")})
 	if err := sub.Apply(b.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
@@ -523,5 +507,55 @@ func freezeCycle(t *testing.T, m *Manager) {
 	}
 	if s, err := m.FreezerState(); err != nil || s != Thawed {
 		t.Errorf("after Thaw: %q, %v", s, err)
+	}
+}
+
+func TestRealStats(t *testing.T) {
+	testutil.RequiresRoot(t)
+	m := newReal(t, "/"+uniqueName(t))
+	cmd := startSleep(t)
+	if err := m.Apply(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	limit, pids := int64(64<<20), int64(10)
+	if err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}, Pids: &specs.LinuxPids{Limit: &pids}}); err != nil {
+		t.Fatal(err)
+	}
+	p := m.Paths()
+	if d := p["memory"]; d != "" {
+		// Charges stay where memory was allocated: let a process
+		// join first, then allocate, so that the peak shows it.
+		out, err := exec.Command("sh", "-c", "echo $$ > "+d+"/cgroup.procs && head -c 4000000 /dev/zero | cat >/dev/null").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	s, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p["pids"] != "" && (s.Pids.Current != 1 || s.Pids.Limit != 10) {
+		t.Errorf("pids stats %+v, want 1 of 10", s.Pids)
+	}
+	if p["memory"] != "" && (s.Memory.Usage.Limit != uint64(limit) || s.Memory.Usage.Max == 0 || len(s.Memory.Raw) == 0) {
+		t.Errorf("memory stats %+v", s.Memory.Usage)
+	}
+	if p["cpuacct"] != "" && len(s.CPU.Usage.Percpu) == 0 {
+		t.Errorf("cpu stats %+v", s.CPU)
+	}
+	if _, v2, err := m.dir("hugetlb"); err == nil {
+		for _, size := range HugepageSizes() {
+			if _, ok := s.Hugetlb[size]; !ok {
+				t.Errorf("no hugetlb stats for %s (v2 %v)", size, v2)
+			}
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if err := m.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Stats(); !errdefs.IsNotFound(err) {
+		t.Errorf("Stats after Destroy: err %v, want not found", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -292,4 +293,48 @@ func TestRealV2FreezePids(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+}
+
+func TestFakeV2Stats(t *testing.T) {
+	m, root := fakeV2(t, "cpu memory pids io")
+	dir := filepath.Join(root, "berth/ctr")
+	files := map[string]string{
+		"cpu.stat":       "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 7\nnr_throttled 2\nthrottled_usec 30\n",
+		"memory.current": "4096\n",
+		"memory.max":     "max\n",
+		"memory.stat":    "anon 1024\nfile 2048\n",
+		"memory.events":  "low 0\nhigh 0\nmax 3\noom 0\n",
+		"pids.current":   "5\n",
+		"pids.max":       "100\n",
+		"io.stat":        "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+	}
+	for f, v := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.CPU.Usage
+	if u.Total != 1500000 || u.User != 1000000 || u.Kernel != 500000 || s.CPU.Throttling != (Throttling{7, 2, 30000}) {
+		t.Errorf("cpu %+v", s.CPU)
+	}
+	if s.Memory.Usage != (MemoryEntry{Usage: 4096, Failcnt: 3}) || s.Memory.Cache != 2048 || s.Memory.Raw["anon"] != 1024 {
+		t.Errorf("memory %+v", s.Memory)
+	}
+	if s.Pids != (PidsStats{Current: 5, Limit: 100}) {
+		t.Errorf("pids %+v", s.Pids)
+	}
+	want := []BlkioEntry{{8, 0, "Read", 10}, {8, 0, "Write", 20}}
+	if !slices.Equal(s.Blkio.IoServiceBytesRecursive, want) {
+		t.Errorf("io %+v", s.Blkio)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids.current"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Stats(); err == nil || !strings.Contains(err.Error(), "pids.current") {
+		t.Errorf("bad counter: err %v", err)
+	}
 }
