@@ -102,7 +102,7 @@ var archs = map[specs.Arch]libseccomp.ScmpArch{
 	specs.ArchSHEB:        libseccomp.ArchSHEB,
 }
 
-// errnoActions are the actions that carry a return code.
+// takesErrno reports whether an action carries a return code.
 func takesErrno(a specs.LinuxSeccompAction) bool {
 	return a == specs.ActErrno || a == specs.ActTrace
 }
@@ -222,7 +222,11 @@ next:
 // flagSupported asks the kernel whether it knows a filter flag: loading a
 // NULL program with a known flag fails with EFAULT (the program address is
 // checked after the flags), an unknown flag with EINVAL.
+// WAIT_KILLABLE_RECV is only valid with a listener, so it is asked with one.
 func flagSupported(bit uint) bool {
+	if bit&flagWaitKillableRecv != 0 {
+		bit |= flagNewListener
+	}
 	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(bit), 0)
 	return errno == unix.EFAULT
 }
@@ -234,8 +238,6 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) libseccomp.ScmpAction {
 		code := uint(unix.EPERM)
 		if errnoRet != nil {
 			code = *errnoRet
-		} else if a == specs.ActTrace {
-			code = 0
 		}
 		act = act.SetReturnCode(int16(code))
 	}
@@ -328,9 +330,14 @@ func conditions(args []specs.LinuxSeccompArg) ([][]libseccomp.ScmpCondition, err
 
 // Load builds the profile's filter and installs it for the calling thread
 // (for every thread of the process with SECCOMP_FILTER_FLAG_TSYNC). The
-// caller must have set no_new_privs or hold CAP_SYS_ADMIN. With
-// SCMP_ACT_NOTIFY rules it returns the listener fd, which the caller sends
-// to s.ListenerPath with SendListener; otherwise it returns -1.
+// caller must have locked its goroutine to the OS thread and have set
+// no_new_privs or hold CAP_SYS_ADMIN. Syscalls the calling thread makes after
+// Load are filtered: the init should call it last, right before execve.
+//
+// With SCMP_ACT_NOTIFY rules it returns the listener fd (close-on-exec, so it
+// must be passed on before execve), which goes to s.ListenerPath with
+// SendListener; otherwise it returns -1. SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+// only applies to a filter with a listener and is dropped from one without.
 func Load(s *specs.LinuxSeccomp) (notifyFD int, err error) {
 	if s == nil {
 		return -1, nil
@@ -351,7 +358,11 @@ func Load(s *specs.LinuxSeccomp) (notifyFD int, err error) {
 	if err != nil {
 		return -1, err
 	}
-	if notify {
+	if !notify {
+		// The flag changes how a listener waits; the kernel refuses it
+		// on a filter without one, where it means nothing.
+		bits &^= flagWaitKillableRecv
+	} else {
 		bits |= flagNewListener
 		if bits&flagTsync != 0 {
 			// The kernel refuses TSYNC with a listener unless a
