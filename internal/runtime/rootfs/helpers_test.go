@@ -196,3 +196,8 @@ func writable(dir string) error {
 	f.Close()
 	return os.Remove(f.Name())
 }
+
+// specMount is a spec mount with options.
+func specMount(dest, typ, source string, options ...string) specs.Mount {
+	return specs.Mount{Destination: dest, Type: typ, Source: source, Options: options}
+}
