@@ -83,7 +83,7 @@ func WithInsecure(hosts ...string) Option {
 				c.insecureNets = append(c.insecureNets, n)
 				continue
 			}
-			c.insecureHosts = append(c.insecureHosts, strings.ToLower(NormalizeHost(h)))
+			c.insecureHosts = append(c.insecureHosts, registryHost(NormalizeHost(h)))
 		}
 	}
 }
