@@ -1,0 +1,147 @@
+#!/bin/bash
+# Berth's pull benchmark: pull the same images from one local registry with
+#   berth pull            (berthd with a fresh data root for every run)
+#   skopeo copy + umoci unpack   (download to an OCI layout, unpack a bundle)
+#   podman pull           (private --root/--runroot, emptied for every run)
+# timed by hyperfine in one run, and print each tool's time relative to berth.
+#
+#   bench/pull.sh [--runs N] [--images busybox,multi-layer,debian] [--write-docs]
+#
+# The images are built by bench/pull (busybox from busybox-static, the
+# multi-layer test fixture, and Debian bookworm from
+# scripts/make-debian-rootfs.sh) and pushed to Debian's docker-registry on a
+# free loopback port. With --write-docs the results and this exact command go
+# to docs/benchmarks-pull.md. Needs root; installs podman with apt if missing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+bin=${BERTH_BIN:-$repo/bin}
+export PATH=/usr/local/go/bin:$PATH
+
+# Internal: restart berthd on an empty data root (hyperfine --prepare).
+if [ "${1:-}" = "__berthd-reset" ]; then
+  w=$2
+  if [ -f "$w/berth/pid" ]; then
+    pid=$(cat "$w/berth/pid")
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    fi
+    rm -f "$w/berth/pid"
+  fi
+  rm -rf "$w/berth/data" "$w/berth/exec" "$w/berth/berth.sock"
+  mkdir -p "$w/berth"
+  setsid "$bin/berthd" --data-root "$w/berth/data" --exec-root "$w/berth/exec" \
+    -H "unix://$w/berth/berth.sock" --log-level warn >>"$w/berth/berthd.log" 2>&1 &
+  echo $! >"$w/berth/pid"
+  for _ in $(seq 400); do
+    curl -sf --unix-socket "$w/berth/berth.sock" http://berthd/_ping >/dev/null 2>&1 && exit 0
+    sleep 0.05
+  done
+  echo "berthd did not start; log:" >&2; tail -n 20 "$w/berth/berthd.log" >&2; exit 1
+fi
+
+runs=5
+images=busybox,multi-layer,debian
+write_docs=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) runs=$2; shift 2 ;;
+    --images) images=$2; shift 2 ;;
+    --write-docs) write_docs=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+cmdline="bench/pull.sh --runs $runs --images $images"
+
+[ "$(id -u)" = 0 ] || { echo "bench/pull.sh needs root" >&2; exit 1; }
+for b in berthd berth; do
+  [ -x "$bin/$b" ] || { echo "$bin/$b missing: run make build (or set BERTH_BIN)" >&2; exit 1; }
+done
+missing=()
+for t in docker-registry:docker-registry skopeo:skopeo umoci:umoci hyperfine:hyperfine podman:podman curl:curl; do
+  command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+work=$(mktemp -d /tmp/berth-bench-pull.XXXXXX)
+reg_pid=
+cleanup() {
+  if [ -f "$work/berth/pid" ]; then kill "$(cat "$work/berth/pid")" 2>/dev/null || true; fi
+  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; fi
+  sleep 0.2
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The registry: Debian's docker-registry on a free loopback port.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+mkdir -p "$work/registry"
+cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry/storage
+http:
+  addr: $reg
+EOF
+docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+reg_pid=$!
+for _ in $(seq 200); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.05; done
+curl -sf "http://$reg/v2/" >/dev/null || { cat "$work/registry/log" >&2; exit 1; }
+
+debian_dir=
+if [[ ,$images, == *,debian,* ]]; then
+  debian_dir=$(bash "$repo/scripts/make-debian-rootfs.sh" | tail -n1)
+fi
+(cd "$repo" && go build -o "$work/pull-driver" ./bench/pull)
+"$work/pull-driver" push -registry "$reg" ${debian_dir:+-debian "$debian_dir"} | tee "$work/pushed.txt"
+
+mkdir -p "$work/results"
+podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay --cgroup-manager cgroupfs --events-backend file"
+while read -r name ref digest nlayers size; do
+  [[ ,$images, == *,$name,* ]] || continue
+  echo "== $name: $ref ($nlayers layers, $size bytes compressed)" >&2
+  hyperfine --runs "$runs" --export-json "$work/results/$name.json" --style basic \
+    -n berth --prepare "bash $here/pull.sh __berthd-reset $work" \
+    "$bin/berth -H unix://$work/berth/berth.sock pull -q $ref" \
+    -n skopeo+umoci --prepare "rm -rf $work/oci $work/bundle" \
+    "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci:img && umoci unpack --image $work/oci:img $work/bundle" \
+    -n podman --prepare "rm -rf $work/podman" \
+    "podman $podman_flags pull -q --tls-verify=false $ref"
+  echo "$name $ref $nlayers $size" >>"$work/results/images.txt"
+done <"$work/pushed.txt"
+
+report=$("$work/pull-driver" report "$work"/results/*.json)
+echo "$report"
+
+if [ "$write_docs" = 1 ]; then
+  {
+    echo "## Pull: berth vs skopeo + umoci vs podman"
+    echo
+    echo "Command: \`sudo $cmdline\` (commit $(cd "$repo" && git rev-parse --short HEAD), $(date -u +%Y-%m-%d))."
+    echo
+    echo "Each run pulls one image from Debian's docker-registry on 127.0.0.1 into an empty store:"
+    echo "berthd restarted on a fresh data root before every run (start-up not timed), \`skopeo copy\`"
+    echo "to a fresh OCI layout followed by \`umoci unpack\` into a bundle, and \`podman pull\` with an"
+    echo "emptied private --root (overlay driver). All three download, verify and unpack every layer."
+    echo
+    echo "Images:"
+    echo
+    while read -r name ref nlayers size; do
+      echo "- $name: $nlayers layer(s), $size bytes compressed"
+    done <"$work/results/images.txt"
+    echo
+    echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r);"
+    echo "$(skopeo --version), $(umoci --version), $(podman --version), $(hyperfine --version)."
+    echo "$report"
+  } >"$repo/docs/benchmarks-pull.md"
+  echo "wrote docs/benchmarks-pull.md" >&2
+fi
