@@ -10,7 +10,7 @@ cache=${BERTH_CACHE:-/var/cache/berth-test}
 dir=${1:-$cache/debian-rootfs}
 suite=${DEBIAN_SUITE:-bookworm}
 
-if [ -f "$dir/.berth-complete" ]; then
+if [ -f "$dir.complete" ]; then
   echo "$dir" ; exit 0
 fi
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -41,8 +41,8 @@ debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyri
 rm -f "$tmp.log"
 # Drop the apt lists and caches debootstrap leaves behind; an image does not need them.
 rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
-touch "$tmp/.berth-complete"
-rm -rf "$dir"
+rm -rf "$dir" "$dir.complete"
 mv "$tmp" "$dir"
+touch "$dir.complete"   # beside the tree, so it is not part of the image
 trap - EXIT
 echo "$dir"
