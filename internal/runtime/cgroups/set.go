@@ -445,7 +445,7 @@ func (m *Manager) setBlockIO(b *specs.LinuxBlockIO) error {
 		}
 	}
 	if b.LeafWeight != nil {
-		if err := write(dir, "blkio.leaf_weight", strconv.FormatUint(uint64(*b.LeafWeight), 10), false); err != nil {
+		if err := writeLeaf(dir, "blkio.leaf_weight", strconv.FormatUint(uint64(*b.LeafWeight), 10)); err != nil {
 			return err
 		}
 	}
@@ -458,7 +458,7 @@ func (m *Manager) setBlockIO(b *specs.LinuxBlockIO) error {
 		}
 		if wd.LeafWeight != nil {
 			v := devString(wd.Major, wd.Minor) + " " + strconv.FormatUint(uint64(*wd.LeafWeight), 10)
-			if err := write(dir, "blkio.leaf_weight_device", v, false); err != nil {
+			if err := writeLeaf(dir, "blkio.leaf_weight_device", v); err != nil {
 				return err
 			}
 		}
@@ -491,6 +491,15 @@ func writeWeight(dir, cfq, bfq, value string) error {
 	err := writeFile(dir, cfq, value)
 	if err != nil && isNotExist(err) {
 		return errdefs.Unavailable(fmt.Errorf("%w (no CFQ or BFQ I/O scheduler weights on this kernel; %s is missing too)", err, bfq))
+	}
+	return err
+}
+
+// writeLeaf writes a v1 leaf weight, which only the CFQ scheduler has.
+func writeLeaf(dir, name, value string) error {
+	err := writeFile(dir, name, value)
+	if err != nil && isNotExist(err) {
+		return errdefs.Unavailable(fmt.Errorf("%w (leaf weights exist only with the CFQ I/O scheduler, which this kernel lacks)", err))
 	}
 	return err
 }
