@@ -348,11 +348,42 @@ func (m *Manager) Pids() ([]int, error) {
 func (m *Manager) Destroy() error {
 	var errs []error
 	for _, d := range m.dirs() {
+		if err := checkRemovable(d.dir); err != nil {
+			if isNotExist(err) {
+				continue
+			}
+			errs = append(errs, err)
+			continue
+		}
 		if err := removeTree(d.dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkRemovable refuses to remove anything but a cgroup below a
+// hierarchy's root: paths come from stored state, and a wrong one must not
+// make Destroy walk another file system or empty a whole hierarchy.
+func checkRemovable(dir string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	if fs.Type != unix.CGROUP_SUPER_MAGIC && fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return errdefs.InvalidArgument(fmt.Errorf("remove cgroup %s: not on a cgroup file system", dir))
+	}
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return &os.PathError{Op: "stat", Path: filepath.Dir(dir), Err: err}
+	}
+	if st.Dev != parent.Dev || dir == filepath.Dir(dir) {
+		return errdefs.InvalidArgument(fmt.Errorf("remove cgroup %s: it is the root of its hierarchy", dir))
+	}
+	return nil
 }
 
 // removeTree removes the cgroup dir and every cgroup below it. Cgroup

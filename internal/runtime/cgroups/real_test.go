@@ -559,3 +559,33 @@ func TestRealStats(t *testing.T) {
 		t.Errorf("Stats after Destroy: err %v, want not found", err)
 	}
 }
+
+func TestRealDestroyRefusesNonCgroups(t *testing.T) {
+	testutil.RequiresRoot(t)
+	tmp := t.TempDir()
+	if err := os.Mkdir(filepath.Join(tmp, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h, err := discoverHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := map[string]string{}
+	for _, hy := range h.v1 {
+		root[hy.controllers[0]] = hy.mountpoint
+	}
+	if h.v2 != nil {
+		root[""] = h.v2.mountpoint
+	}
+	for name, paths := range map[string]map[string]string{
+		"plain directory": {"memory": tmp},
+		"hierarchy root":  root,
+	} {
+		if err := Load(paths).Destroy(); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: Destroy err %v, want invalid argument", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "empty")); err != nil {
+		t.Errorf("Destroy touched a plain directory: %v", err)
+	}
+}
