@@ -1,0 +1,322 @@
+// Package engine is berthd's image engine: it orchestrates the content
+// store, the snapshotter, the registry client and the metadata database into
+// the operations of the Docker Engine API (pull, push, list, inspect, tag,
+// remove, prune, save, load, import, login). It owns the consistency rules
+// between those stores: an image record is written only after every blob and
+// snapshot it needs is complete, and removing an image garbage-collects the
+// blobs and snapshots nothing else references.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/jsonstream"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-project/berth/internal/content"
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metadata"
+	"github.com/berth-project/berth/internal/registry"
+	"github.com/berth-project/berth/internal/snapshot"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// DataRoot holds content/, snapshots/ and metadata.db.
+	DataRoot string
+	// InsecureRegistries are hosts (host[:port]) or CIDRs spoken to over
+	// plain HTTP or with unverified TLS. Loopback is always insecure.
+	InsecureRegistries []string
+	// Mirrors are registry mirrors for docker.io.
+	Mirrors []string
+	// MaxConcurrentDownloads bounds parallel layer downloads (default 3).
+	MaxConcurrentDownloads int
+	// MaxConcurrentUploads bounds parallel layer uploads (default 5).
+	MaxConcurrentUploads int
+	// UserAgent is sent to registries.
+	UserAgent string
+	// RegistryOptions are extra registry client options (TLS roots, ...).
+	RegistryOptions []registry.Option
+	Logger          *slog.Logger
+}
+
+// ProgressFunc receives the messages of a JSON progress stream.
+type ProgressFunc func(jsonstream.Message)
+
+// Auth is a registry credential as the Docker API carries it.
+type Auth struct {
+	Username      string
+	Password      string
+	ServerAddress string
+	IdentityToken string
+	RegistryToken string
+}
+
+// Engine is the image engine. It is safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	content *content.Store
+	snaps   *snapshot.Snapshotter
+	meta    *metadata.DB
+
+	// gcLock: operations that add content hold it shared; garbage
+	// collection holds it exclusively, so it never sees half a pull.
+	gcLock sync.RWMutex
+	// nameLock serialises the check-then-change sequences on names.
+	nameLock sync.Mutex
+
+	clientOnce sync.Once
+	client     *registry.Client
+
+	flightMu sync.Mutex
+	flights  map[digest.Digest]*flight // layer digest -> in-progress fetch
+}
+
+// New opens (creating where needed) the stores under cfg.DataRoot.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.DataRoot == "" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("engine: data root is required"))
+	}
+	if cfg.MaxConcurrentDownloads <= 0 {
+		cfg.MaxConcurrentDownloads = 3
+	}
+	if cfg.MaxConcurrentUploads <= 0 {
+		cfg.MaxConcurrentUploads = 5
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataRoot, 0o711); err != nil {
+		return nil, fmt.Errorf("create data root %s: %w", cfg.DataRoot, err)
+	}
+	cs, err := content.Open(filepath.Join(cfg.DataRoot, "content"))
+	if err != nil {
+		return nil, err
+	}
+	sn, err := snapshot.New(filepath.Join(cfg.DataRoot, "snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	md, err := metadata.Open(filepath.Join(cfg.DataRoot, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, content: cs, snaps: sn, meta: md, flights: map[digest.Digest]*flight{}}, nil
+}
+
+// Close releases the metadata database.
+func (e *Engine) Close() error { return e.meta.Close() }
+
+// Stats counts what the engine holds, for /info.
+type Stats struct {
+	Images    int
+	Blobs     int
+	Snapshots int
+}
+
+// Stats reports the number of images, blobs and snapshots.
+func (e *Engine) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	imgs, err := e.meta.Images()
+	if err != nil {
+		return st, err
+	}
+	st.Images = len(imgs)
+	_ = e.content.Walk(ctx, func(content.Info) error { st.Blobs++; return nil })
+	_ = e.snaps.Walk(ctx, func(string, string) error { st.Snapshots++; return nil })
+	return st, nil
+}
+
+// localImage is an image record with its parsed manifest and config.
+type localImage struct {
+	rec      metadata.Image
+	manifest ocispec.Manifest
+	config   dockerspec.DockerOCIImage
+	rawCfg   []byte
+}
+
+// load reads an image's manifest and config from the content store.
+func (e *Engine) load(ctx context.Context, rec metadata.Image) (*localImage, error) {
+	li := &localImage{rec: rec}
+	data, err := e.content.ReadAll(ctx, rec.Manifest.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s of image %s: %w", rec.Manifest.Digest, rec.ID, err)
+	}
+	if err := json.Unmarshal(data, &li.manifest); err != nil {
+		return nil, fmt.Errorf("decode manifest %s of image %s: %w", rec.Manifest.Digest, rec.ID, err)
+	}
+	li.rawCfg, err = e.content.ReadAll(ctx, rec.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read config of image %s: %w", rec.ID, err)
+	}
+	if err := json.Unmarshal(li.rawCfg, &li.config); err != nil {
+		return nil, fmt.Errorf("decode config of image %s: %w", rec.ID, err)
+	}
+	return li, nil
+}
+
+// resolveID finds the image a user's string names: a reference (tag or
+// digest), a full image ID, or an unambiguous ID prefix, as Docker does.
+func (e *Engine) resolveID(name string) (digest.Digest, error) {
+	notFound := errdefs.NotFound(fmt.Errorf("No such image: %s", name))
+	if d, err := digest.Parse(name); err == nil {
+		if _, err := e.meta.GetImage(d); err == nil {
+			return d, nil
+		}
+		return "", notFound
+	}
+	if ref, err := image.ParseReference(name); err == nil {
+		key := ref.String()
+		if ref.Tag != "" && ref.Digest != "" {
+			key = ref.WithDigest(ref.Digest).String()
+		}
+		if id, err := e.meta.Resolve(key); err == nil {
+			return id, nil
+		}
+		if ref.Digest != "" {
+			// A digest the image was not pulled by in this repository:
+			// match any image whose manifest or index has it.
+			imgs, err := e.meta.Images()
+			if err != nil {
+				return "", err
+			}
+			for _, img := range imgs {
+				if img.Target.Digest == ref.Digest || img.Manifest.Digest == ref.Digest {
+					return img.ID, nil
+				}
+			}
+		}
+	}
+	if prefix := strings.TrimPrefix(name, "sha256:"); isHexPrefix(prefix) {
+		imgs, err := e.meta.Images()
+		if err != nil {
+			return "", err
+		}
+		var found []digest.Digest
+		for _, img := range imgs {
+			if strings.HasPrefix(img.ID.Encoded(), prefix) {
+				found = append(found, img.ID)
+			}
+		}
+		if len(found) == 1 {
+			return found[0], nil
+		}
+		if len(found) > 1 {
+			return "", errdefs.InvalidArgument(fmt.Errorf("image ID prefix %q is ambiguous: %d images match", prefix, len(found)))
+		}
+	}
+	return "", notFound
+}
+
+func isHexPrefix(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// names returns an image's tags and repo digests in familiar form.
+func splitNames(names []string) (tags, digests []string) {
+	tags, digests = []string{}, []string{}
+	for _, n := range names {
+		ref, err := image.ParseName(n)
+		if err != nil {
+			continue
+		}
+		if ref.Digest != "" {
+			digests = append(digests, ref.Familiar())
+		} else {
+			tags = append(tags, ref.Familiar())
+		}
+	}
+	sort.Strings(tags)
+	sort.Strings(digests)
+	return tags, digests
+}
+
+// chainIDs returns the chain ID of every prefix of diffIDs.
+func chainIDs(diffIDs []digest.Digest) []digest.Digest {
+	out := make([]digest.Digest, len(diffIDs))
+	for i := range diffIDs {
+		out[i] = snapshot.ChainID(diffIDs[:i+1])
+	}
+	return out
+}
+
+// gc removes every blob and layer snapshot no image references. The caller
+// must not hold gcLock.
+func (e *Engine) gc(ctx context.Context) (uint64, error) {
+	e.gcLock.Lock()
+	defer e.gcLock.Unlock()
+	imgs, err := e.meta.Images()
+	if err != nil {
+		return 0, err
+	}
+	var roots []digest.Digest
+	keep := map[string]bool{}
+	for _, rec := range imgs {
+		roots = append(roots, rec.Target.Digest, rec.Manifest.Digest, rec.ID)
+		li, err := e.load(ctx, rec)
+		if err != nil {
+			return 0, fmt.Errorf("garbage collection: %w", err)
+		}
+		for _, c := range chainIDs(li.config.RootFS.DiffIDs) {
+			keep[c.String()] = true
+		}
+	}
+	sizes := map[digest.Digest]int64{}
+	_ = e.content.Walk(ctx, func(i content.Info) error { sizes[i.Digest] = i.Size; return nil })
+	removed, err := e.content.GC(ctx, roots)
+	if err != nil {
+		return 0, fmt.Errorf("garbage collect content: %w", err)
+	}
+	var reclaimed uint64
+	for _, d := range removed {
+		reclaimed += uint64(sizes[d])
+	}
+	// Remove unreferenced layer snapshots, children before parents.
+	parents := map[string]string{}
+	if err := e.snaps.Walk(ctx, func(key, parent string) error { parents[key] = parent; return nil }); err != nil {
+		return reclaimed, fmt.Errorf("walk snapshots: %w", err)
+	}
+	depth := func(k string) int {
+		n := 0
+		for p := parents[k]; p != "" && n < 1000; p = parents[p] {
+			n++
+		}
+		return n
+	}
+	var drop []string
+	for k := range parents {
+		if _, err := digest.Parse(k); err == nil && !keep[k] {
+			drop = append(drop, k)
+		}
+	}
+	sort.Slice(drop, func(i, j int) bool { return depth(drop[i]) > depth(drop[j]) })
+	for _, k := range drop {
+		if u, err := e.snaps.Usage(ctx, k); err == nil {
+			reclaimed += uint64(u)
+		}
+		if err := e.snaps.Remove(ctx, k); err != nil {
+			e.log.Warn("remove snapshot", "key", k, "err", err)
+		}
+	}
+	return reclaimed, nil
+}

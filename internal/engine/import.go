@@ -1,0 +1,276 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-project/berth/internal/archive"
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metadata"
+)
+
+// ImportOptions are the options of Import.
+type ImportOptions struct {
+	// Ref names the new image (optional).
+	Ref string
+	// Changes are Dockerfile instructions applied to the config (CMD,
+	// ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME,
+	// WORKDIR).
+	Changes []string
+	// Message is the history comment.
+	Message string
+	// Platform of the image; empty means the host's.
+	Platform string
+}
+
+// Import makes a one-layer image from a root file system tarball
+// (uncompressed, gzip or zstd) read from r. It returns the image ID.
+func (e *Engine) Import(ctx context.Context, r io.Reader, opts ImportOptions) (digest.Digest, error) {
+	var ref image.Reference
+	if opts.Ref != "" {
+		var err error
+		if ref, err = image.ParseReference(opts.Ref); err != nil {
+			return "", err
+		}
+		if ref.Digest != "" {
+			return "", errdefs.InvalidArgument(fmt.Errorf("import: cannot name an image with a digest reference: %s", opts.Ref))
+		}
+	}
+	plat := image.HostPlatform()
+	if opts.Platform != "" {
+		var err error
+		if plat, err = image.ParsePlatform(opts.Platform); err != nil {
+			return "", err
+		}
+	}
+	now := time.Now().UTC()
+	cfg := dockerspec.DockerOCIImage{}
+	cfg.Created = &now
+	cfg.Platform = plat
+	for _, c := range opts.Changes {
+		if err := applyChange(&cfg.Config, c); err != nil {
+			return "", err
+		}
+	}
+
+	// The layer is stored uncompressed: its digest is its diff ID.
+	tmp := filepath.Join(e.cfg.DataRoot, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(tmp, "import-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	br := bufio.NewReader(r)
+	comp, err := archive.DetectCompression(br)
+	if err != nil {
+		return "", errdefs.InvalidArgument(fmt.Errorf("import: %w", err))
+	}
+	dr, err := archive.Decompress(br, comp)
+	if err != nil {
+		return "", errdefs.InvalidArgument(fmt.Errorf("import: %w", err))
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), dr)
+	dr.Close()
+	if err != nil {
+		return "", fmt.Errorf("import: read root file system tarball: %w", err)
+	}
+	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: diffID, Size: n}
+
+	e.gcLock.RLock()
+	defer e.gcLock.RUnlock()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	if err := e.content.WriteBlob(ctx, layer, f); err != nil && !errdefs.IsAlreadyExists(err) {
+		return "", fmt.Errorf("import: store layer %s: %w", diffID, err)
+	}
+	comment := opts.Message
+	if comment == "" {
+		comment = "Imported from -"
+	}
+	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}
+	cfg.History = []ocispec.History{{Created: &now, Comment: comment}}
+	cfgData, err := json.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgData), Size: int64(len(cfgData))}
+	mf := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: []ocispec.Descriptor{layer}}
+	mf.SchemaVersion = 2
+	mfData, err := json.Marshal(mf)
+	if err != nil {
+		return "", err
+	}
+	mfDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mfData), Size: int64(len(mfData))}
+	for _, b := range []struct {
+		d    ocispec.Descriptor
+		data []byte
+	}{{cfgDesc, cfgData}, {mfDesc, mfData}} {
+		if err := e.content.WriteBlob(ctx, b.d, strings.NewReader(string(b.data))); err != nil && !errdefs.IsAlreadyExists(err) {
+			return "", fmt.Errorf("import: store %s: %w", b.d.Digest, err)
+		}
+	}
+	sizes, err := e.unpackAll(ctx, mf.Layers, cfg.RootFS.DiffIDs, nil)
+	if err != nil {
+		return "", fmt.Errorf("import: %w", err)
+	}
+	rec := metadata.Image{ID: cfgDesc.Digest, Target: mfDesc, Manifest: mfDesc, LayerSizes: sizes}
+	if err := e.registerImage(rec, image.Reference{}); err != nil {
+		return "", err
+	}
+	if !ref.IsZero() {
+		e.nameLock.Lock()
+		_, err := e.meta.SetName(ref.String(), rec.ID)
+		e.nameLock.Unlock()
+		if err != nil {
+			return "", err
+		}
+	}
+	return rec.ID, nil
+}
+
+// applyChange applies one Dockerfile instruction of docker import --change.
+func applyChange(c *dockerspec.DockerOCIImageConfig, change string) error {
+	instr, rest, _ := strings.Cut(strings.TrimSpace(change), " ")
+	rest = strings.TrimSpace(rest)
+	bad := func(why string) error {
+		return errdefs.InvalidArgument(fmt.Errorf("invalid change %q: %s", change, why))
+	}
+	cmdForm := func() []string {
+		var args []string
+		if strings.HasPrefix(rest, "[") && json.Unmarshal([]byte(rest), &args) == nil {
+			return args
+		}
+		return []string{"/bin/sh", "-c", rest}
+	}
+	keyValues := func() (map[string]string, error) {
+		out := map[string]string{}
+		if !strings.Contains(rest, "=") {
+			k, v, ok := strings.Cut(rest, " ")
+			if !ok {
+				return nil, bad("expected KEY VALUE or KEY=VALUE")
+			}
+			out[k] = strings.TrimSpace(v)
+			return out, nil
+		}
+		for _, w := range splitWords(rest) {
+			k, v, ok := strings.Cut(w, "=")
+			if !ok {
+				return nil, bad("expected KEY=VALUE")
+			}
+			out[k] = v
+		}
+		return out, nil
+	}
+	switch strings.ToUpper(instr) {
+	case "CMD":
+		c.Cmd = cmdForm()
+	case "ENTRYPOINT":
+		c.Entrypoint = cmdForm()
+	case "ENV":
+		kv, err := keyValues()
+		if err != nil {
+			return err
+		}
+		for k, v := range kv {
+			replaced := false
+			for i, e := range c.Env {
+				if strings.HasPrefix(e, k+"=") {
+					c.Env[i], replaced = k+"="+v, true
+				}
+			}
+			if !replaced {
+				c.Env = append(c.Env, k+"="+v)
+			}
+		}
+	case "LABEL":
+		kv, err := keyValues()
+		if err != nil {
+			return err
+		}
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		for k, v := range kv {
+			c.Labels[k] = v
+		}
+	case "EXPOSE":
+		if c.ExposedPorts == nil {
+			c.ExposedPorts = map[string]struct{}{}
+		}
+		for _, p := range strings.Fields(rest) {
+			if !strings.Contains(p, "/") {
+				p += "/tcp"
+			}
+			c.ExposedPorts[p] = struct{}{}
+		}
+	case "VOLUME":
+		if c.Volumes == nil {
+			c.Volumes = map[string]struct{}{}
+		}
+		var vols []string
+		if !strings.HasPrefix(rest, "[") || json.Unmarshal([]byte(rest), &vols) != nil {
+			vols = strings.Fields(rest)
+		}
+		for _, v := range vols {
+			c.Volumes[v] = struct{}{}
+		}
+	case "WORKDIR":
+		c.WorkingDir = rest
+	case "USER":
+		c.User = rest
+	case "STOPSIGNAL":
+		c.StopSignal = rest
+	case "ONBUILD":
+		c.OnBuild = append(c.OnBuild, rest)
+	default:
+		return bad(fmt.Sprintf("%s is not a supported instruction", instr))
+	}
+	return nil
+}
+
+// splitWords splits on spaces outside double quotes, removing the quotes.
+func splitWords(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQ, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQ, have = !inQ, true
+		case r == ' ' && !inQ:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
