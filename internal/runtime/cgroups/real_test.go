@@ -199,7 +199,7 @@ func TestRealSetV1(t *testing.T) {
 	r := &specs.LinuxResources{
 		Memory: &specs.LinuxMemory{
 			Limit: &limit, Reservation: &resv, Swap: &swap, Kernel: &kern, KernelTCP: &kern,
-			Swappiness: u64(10), DisableOOMKiller: boolp(true), CheckBeforeUpdate: boolp(true),
+			Swappiness: u64(10), DisableOOMKiller: boolp(true), CheckBeforeUpdate: boolp(true), UseHierarchy: boolp(true),
 		},
 		CPU: &specs.LinuxCPU{
 			Shares: u64(512), Quota: &quota, Period: &period, Burst: u64(1000),
@@ -261,6 +261,13 @@ func TestRealSetV1(t *testing.T) {
 		err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &tiny, CheckBeforeUpdate: boolp(true)}})
 		if !errors.Is(err, errdefs.ErrFailedPrecond) {
 			t.Errorf("limit below usage with checkBeforeUpdate: err %v", err)
+		}
+	}
+	// Kernels that are always hierarchical refuse useHierarchy false,
+	// and the error says so.
+	if err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{UseHierarchy: boolp(false)}}); err != nil {
+		if !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "hierarchical") {
+			t.Errorf("useHierarchy false: err %v", err)
 		}
 	}
 	// A failed write names the file and the value.

@@ -158,7 +158,7 @@ func limitString(v int64) string {
 
 func setMemoryV1(dir string, mem *specs.LinuxMemory, limit, swap int64) error {
 	// An unlimited memory limit with no swap limit lifts both, as runc.
-	if limit == -1 && mem.Swap == nil {
+	if limit == -1 && mem.Swap == nil && exists(dir, "memory.memsw.limit_in_bytes") {
 		swap = -1
 	}
 	if swap != 0 && !exists(dir, "memory.memsw.limit_in_bytes") {
@@ -194,10 +194,10 @@ func setMemoryV1(dir string, mem *specs.LinuxMemory, limit, swap int64) error {
 			return err
 		}
 	}
-	// Kernel memory limits are gone from current kernels (the files are
-	// missing, or refuse every value but -1): a limit there is dropped,
-	// as runc does, since the kernel accounts that memory to the memory
-	// limit anyway.
+	// Kernel memory limits are written where the kernel still takes
+	// them; where the file is gone or refuses the value (EOPNOTSUPP),
+	// the limit is skipped, as runc does: current kernels charge kernel
+	// memory to the memory limit anyway.
 	if mem.Kernel != nil {
 		if err := writeOptional(dir, "memory.kmem.limit_in_bytes", strconv.FormatInt(*mem.Kernel, 10)); err != nil {
 			return err
@@ -223,6 +223,9 @@ func setMemoryV1(dir string, mem *specs.LinuxMemory, limit, swap int64) error {
 	}
 	if mem.UseHierarchy != nil {
 		if err := writeFile(dir, "memory.use_hierarchy", boolString(*mem.UseHierarchy)); err != nil {
+			if !*mem.UseHierarchy && errors.Is(err, unix.EINVAL) {
+				return errdefs.NotImplemented(fmt.Errorf("%w (memory.useHierarchy false: this kernel's memory cgroups are always hierarchical)", err))
+			}
 			return err
 		}
 	}
