@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,9 +22,35 @@ import (
 // Unavailable, other InvalidArgument. The body is consumed on error.
 func checkResponse(resp *http.Response, what string, codes ...int) error {
 	if err := transport.CheckError(resp, codes...); err != nil {
-		return classify(fmt.Errorf("%s: %w", what, err))
+		err = fmt.Errorf("%s: %w", what, err)
+		if d, ok := retryAfter(resp); ok {
+			err = &retryAfterError{err: err, after: d}
+		}
+		return classify(err)
 	}
 	return nil
+}
+
+// retryAfterError carries the delay a registry asked for (Retry-After on a
+// 429 or 503).
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// retryAfter reads a Retry-After header given in seconds.
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0, false
+	}
+	secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
+	if err != nil || secs < 0 {
+		return 0, false
+	}
+	return time.Duration(secs) * time.Second, true
 }
 
 // classify gives err the errdefs class its HTTP status implies.
@@ -56,8 +84,9 @@ func retryableStatus(code int) bool {
 }
 
 // transient reports whether err is worth retrying: a 408, 429 or 5xx from the
-// registry, or a connection that broke (reset, refused, closed early, timed
-// out) while the caller's context is still live.
+// registry, or a connection that broke (reset, closed early, timed out) while
+// the caller's context is still live. A refused connection is not: nothing is
+// listening, and saying so at once is more useful than waiting.
 func transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -69,8 +98,7 @@ func transient(err error) bool {
 	if errors.As(err, &terr) {
 		return retryableStatus(terr.StatusCode)
 	}
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true
 	}
@@ -94,7 +122,12 @@ func (c *Client) retry(ctx context.Context, what string, fn func() error) error 
 			return err
 		}
 		c.emit(ctx, Progress{Action: ActionRetry, Object: what, Attempt: attempt + 1, Err: err})
-		if serr := sleep(ctx, delay); serr != nil {
+		wait := delay
+		var ra *retryAfterError
+		if errors.As(err, &ra) && ra.after > wait {
+			wait = min(ra.after, maxBackoff)
+		}
+		if serr := sleep(ctx, wait); serr != nil {
 			return fmt.Errorf("%s: waiting to retry: %w (last error: %v)", what, serr, err)
 		}
 		delay *= 2
