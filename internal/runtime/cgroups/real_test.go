@@ -367,6 +367,13 @@ func TestRealDevicesV1Order(t *testing.T) {
 	if got := read(t, dir, "devices.list"); got != "c 1:3 r" {
 		t.Errorf("devices.list = %q, want \"c 1:3 r\"", got)
 	}
+	// A privileged container's "allow all".
+	if err := m.Set(&specs.LinuxResources{Devices: append([]specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}, DefaultDevices...)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, dir, "devices.list"); got != "a *:* rwm" {
+		t.Errorf("devices.list = %q, want \"a *:* rwm\"", got)
+	}
 }
 
 func TestRealHugetlb(t *testing.T) {
