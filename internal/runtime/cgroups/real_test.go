@@ -603,3 +603,35 @@ func TestRealDestroyRefusesNonCgroups(t *testing.T) {
 		t.Errorf("Destroy touched a plain directory: %v", err)
 	}
 }
+
+func TestRealOOMKillCount(t *testing.T) {
+	testutil.RequiresRoot(t)
+	m := newReal(t, "/"+uniqueName(t))
+	d := m.Paths()["memory"]
+	if d == "" {
+		t.Skip("v1 memory not mounted")
+	}
+	if err := m.Apply(-1); err != nil {
+		t.Fatal(err)
+	}
+	limit := int64(16 << 20)
+	r := &specs.LinuxMemory{Limit: &limit}
+	if exists(d, "memory.memsw.limit_in_bytes") {
+		r.Swap = &limit // no swapping out of the OOM
+	}
+	if err := m.Set(&specs.LinuxResources{Memory: r}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.OOMKillCount(); err != nil || n != 0 {
+		t.Fatalf("before: %d, %v", n, err)
+	}
+	// tail -n 1 keeps a line without newline in memory until it ends: 64 MiB
+	// of zeros outgrow the 16 MiB limit.
+	out, err := exec.Command("sh", "-c", "echo $$ > "+d+"/cgroup.procs && head -c 67108864 /dev/zero | tail -n 1 >/dev/null").CombinedOutput()
+	if err == nil {
+		t.Fatalf("the allocation outgrew the limit without failing: %s", out)
+	}
+	if n, err := m.OOMKillCount(); err != nil || n == 0 {
+		t.Errorf("after: %d, %v; want at least one OOM kill", n, err)
+	}
+}

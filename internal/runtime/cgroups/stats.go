@@ -315,3 +315,30 @@ func notFound(err error) error {
 	}
 	return err
 }
+
+// OOMKillCount returns how many processes of the cgroup the kernel's OOM
+// killer has killed (v1 memory.oom_control, v2 memory.events "oom_kill").
+// A runtime compares it before and after a container's life to report an
+// OOM kill.
+func (m *Manager) OOMKillCount() (uint64, error) {
+	d, v2, err := m.dir("memory")
+	if err != nil {
+		return 0, fmt.Errorf("read OOM kills: %w", err)
+	}
+	file := "memory.oom_control"
+	if v2 {
+		file = "memory.events"
+	}
+	r := statReader{}
+	kv := r.keyed(d, file)
+	if r.err != nil {
+		return 0, fmt.Errorf("read OOM kills: %w", notFound(r.err))
+	}
+	if _, ok := kv["oom_kill"]; !ok {
+		if !exists(d, file) {
+			return 0, fmt.Errorf("read OOM kills: %w", errdefs.NotFound(fmt.Errorf("%s/%s does not exist", d, file)))
+		}
+		return 0, fmt.Errorf("read OOM kills: %s/%s has no oom_kill counter on this kernel", d, file)
+	}
+	return kv["oom_kill"], nil
+}

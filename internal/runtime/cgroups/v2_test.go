@@ -303,7 +303,7 @@ func TestFakeV2Stats(t *testing.T) {
 		"memory.current": "4096\n",
 		"memory.max":     "max\n",
 		"memory.stat":    "anon 1024\nfile 2048\n",
-		"memory.events":  "low 0\nhigh 0\nmax 3\noom 0\n",
+		"memory.events":  "low 0\nhigh 0\nmax 3\noom 0\noom_kill 2\n",
 		"pids.current":   "5\n",
 		"pids.max":       "100\n",
 		"io.stat":        "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
@@ -323,6 +323,9 @@ func TestFakeV2Stats(t *testing.T) {
 	}
 	if s.Memory.Usage != (MemoryEntry{Usage: 4096, Failcnt: 3}) || s.Memory.Cache != 2048 || s.Memory.Raw["anon"] != 1024 {
 		t.Errorf("memory %+v", s.Memory)
+	}
+	if n, err := m.OOMKillCount(); err != nil || n != 2 {
+		t.Errorf("OOMKillCount = %d, %v; want 2", n, err)
 	}
 	if s.Pids != (PidsStats{Current: 5, Limit: 100}) {
 		t.Errorf("pids %+v", s.Pids)
