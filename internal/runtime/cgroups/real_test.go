@@ -263,6 +263,15 @@ func TestRealSetV1(t *testing.T) {
 			t.Errorf("limit below usage with checkBeforeUpdate: err %v", err)
 		}
 	}
+	if exists(p["cpu"], "cpu.idle") {
+		idle := int64(1)
+		if err := m.Set(&specs.LinuxResources{CPU: &specs.LinuxCPU{Idle: &idle}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, p["cpu"], "cpu.idle"); got != "1" {
+			t.Errorf("cpu.idle = %s", got)
+		}
+	}
 	// Kernels that are always hierarchical refuse useHierarchy false,
 	// and the error says so.
 	if err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{UseHierarchy: boolp(false)}}); err != nil {
