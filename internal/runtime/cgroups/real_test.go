@@ -271,6 +271,10 @@ func TestRealSetV1(t *testing.T) {
 		if got := read(t, p["cpu"], "cpu.idle"); got != "1" {
 			t.Errorf("cpu.idle = %s", got)
 		}
+		idle = 0 // an idle group takes no shares
+		if err := m.Set(&specs.LinuxResources{CPU: &specs.LinuxCPU{Idle: &idle}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Kernels that are always hierarchical refuse useHierarchy false,
 	// and the error says so.
