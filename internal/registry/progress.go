@@ -51,14 +51,6 @@ func (c *Client) emit(ctx context.Context, ev Progress) {
 	}
 }
 
-func (c *Client) hasProgress(ctx context.Context) bool {
-	if c.progress != nil {
-		return true
-	}
-	fn, ok := ctx.Value(progressKey{}).(func(Progress))
-	return ok && fn != nil
-}
-
 // progressStep is how many bytes pass between two progress events of one
 // transfer.
 const progressStep = 256 << 10
