@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,7 +17,7 @@ var dockerDefaultCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", 
 	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
 	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
 
-func dockerDefaultProfile(t *testing.T) *specs.LinuxSeccomp {
+func dockerDefaultProfile(t testing.TB) *specs.LinuxSeccomp {
 	t.Helper()
 	caps := &specs.LinuxCapabilities{Bounding: dockerDefaultCaps, Effective: dockerDefaultCaps, Permitted: dockerDefaultCaps}
 	p, err := mobyseccomp.GetDefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: caps}})
@@ -44,5 +45,27 @@ func TestDockerDefaultProfileRunsBusybox(t *testing.T) {
 	r = runChild(t, *p, "", "swapoff", "/nonexistent-berth-swap")
 	if r.code != 1 || !strings.Contains(r.out, "Operation not permitted") {
 		t.Errorf("swapoff: exit %d output %q, want EPERM from the profile", r.code, r.out)
+	}
+}
+
+// BenchmarkCompileDockerDefault measures what Load does before seccomp(2)
+// for the Docker default profile: checks, libseccomp build, BPF export.
+func BenchmarkCompileDockerDefault(b *testing.B) {
+	p := dockerDefaultProfile(b)
+	for b.Loop() {
+		if _, err := Compile(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCompileCachedDockerDefault is the same with the program cached.
+func BenchmarkCompileCachedDockerDefault(b *testing.B) {
+	p := dockerDefaultProfile(b)
+	dir := filepath.Join(b.TempDir(), "cache")
+	for b.Loop() {
+		if _, err := CompileCached(dir, p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package seccomp
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -30,24 +29,11 @@ func export(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: read filter program: %w", err)
 	}
-	const insnSize = 8 // struct sock_filter
-	if len(raw) == 0 || len(raw)%insnSize != 0 {
-		return nil, fmt.Errorf("seccomp: filter program has %d bytes, not a whole number of instructions", len(raw))
+	insns, err := decodeInsns(raw)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: exported %w", err)
 	}
-	prog := make([]unix.SockFilter, len(raw)/insnSize)
-	for i := range prog {
-		b := raw[i*insnSize:]
-		prog[i] = unix.SockFilter{
-			Code: binary.NativeEndian.Uint16(b[0:2]),
-			Jt:   b[2],
-			Jf:   b[3],
-			K:    binary.NativeEndian.Uint32(b[4:8]),
-		}
-	}
-	if len(prog) > 0xffff {
-		return nil, fmt.Errorf("seccomp: filter program has %d instructions, more than seccomp(2) accepts", len(prog))
-	}
-	return prog, nil
+	return insns, nil
 }
 
 // install loads prog with seccomp(2) and flags bits for the calling thread.

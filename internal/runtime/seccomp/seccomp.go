@@ -118,10 +118,27 @@ func invalid(format string, args ...any) error {
 // beyond the sixth, SCMP_ACT_NOTIFY without a listenerPath, and a flag the
 // running kernel does not support. Errors are errdefs.InvalidArgument,
 // or errdefs.NotImplemented for a valid flag this kernel lacks.
+//
+// Validate also compiles the filter (and discards it), so what libseccomp
+// refuses, such as an architecture this libseccomp does not know or rules
+// that contradict each other, fails here too.
 func Validate(s *specs.LinuxSeccomp) error {
 	if s == nil {
 		return nil
 	}
+	if err := check(s); err != nil {
+		return err
+	}
+	filter, err := build(s)
+	if err != nil {
+		return errdefs.InvalidArgument(err)
+	}
+	filter.Release()
+	return nil
+}
+
+// check validates a profile's fields, without libseccomp.
+func check(s *specs.LinuxSeccomp) error {
 	if err := checkAction("defaultAction", s.DefaultAction, s.DefaultErrnoRet); err != nil {
 		return err
 	}
@@ -244,12 +261,11 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) libseccomp.ScmpAction {
 	return act
 }
 
-// build compiles a validated profile into a libseccomp filter and reports
-// whether it uses SCMP_ACT_NOTIFY.
-func build(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, bool, error) {
+// build compiles a checked profile into a libseccomp filter.
+func build(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, error) {
 	filter, err := libseccomp.NewFilter(action(s.DefaultAction, s.DefaultErrnoRet))
 	if err != nil {
-		return nil, false, fmt.Errorf("seccomp: create filter with default action %s: %w", s.DefaultAction, err)
+		return nil, fmt.Errorf("seccomp: create filter with default action %s: %w", s.DefaultAction, err)
 	}
 	ok := false
 	defer func() {
@@ -259,23 +275,19 @@ func build(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, bool, error) {
 	}()
 	for _, a := range s.Architectures {
 		if err := filter.AddArch(archs[a]); err != nil {
-			return nil, false, fmt.Errorf("seccomp: add architecture %s: %w", a, err)
+			return nil, fmt.Errorf("seccomp: add architecture %s: %w", a, err)
 		}
 	}
-	notify := s.DefaultAction == specs.ActNotify
 	defAct := action(s.DefaultAction, s.DefaultErrnoRet)
 	for _, sc := range s.Syscalls {
 		act := action(sc.Action, sc.ErrnoRet)
-		if sc.Action == specs.ActNotify {
-			notify = true
-		}
 		if act == defAct {
 			// libseccomp refuses rules that repeat the default action.
 			continue
 		}
 		conds, err := conditions(sc.Args)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		for _, name := range sc.Names {
 			call, err := libseccomp.GetSyscallFromName(name)
@@ -286,13 +298,13 @@ func build(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, bool, error) {
 			}
 			for _, c := range conds {
 				if err := filter.AddRuleConditional(call, act, c); err != nil {
-					return nil, false, fmt.Errorf("seccomp: add rule %s for syscall %s: %w", sc.Action, name, err)
+					return nil, fmt.Errorf("seccomp: add rule %s for syscall %s: %w", sc.Action, name, err)
 				}
 			}
 		}
 	}
 	ok = true
-	return filter, notify, nil
+	return filter, nil
 }
 
 // conditions groups a rule's argument conditions into the condition sets to
@@ -328,58 +340,6 @@ func conditions(args []specs.LinuxSeccompArg) ([][]libseccomp.ScmpCondition, err
 	return sets, nil
 }
 
-// Load builds the profile's filter and installs it for the calling thread
-// (for every thread of the process with SECCOMP_FILTER_FLAG_TSYNC). The
-// caller must have locked its goroutine to the OS thread and have set
-// no_new_privs or hold CAP_SYS_ADMIN. Syscalls the calling thread makes after
-// Load are filtered: the init should call it last, right before execve.
-//
-// With SCMP_ACT_NOTIFY rules it returns the listener fd (close-on-exec, so it
-// must be passed on before execve), which goes to s.ListenerPath with
-// SendListener; otherwise it returns -1. SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-// only applies to a filter with a listener and is dropped from one without.
-func Load(s *specs.LinuxSeccomp) (notifyFD int, err error) {
-	if s == nil {
-		return -1, nil
-	}
-	if err := Validate(s); err != nil {
-		return -1, err
-	}
-	bits, err := kernelFlags(s.Flags)
-	if err != nil {
-		return -1, err
-	}
-	filter, notify, err := build(s)
-	if err != nil {
-		return -1, err
-	}
-	prog, err := export(filter)
-	filter.Release()
-	if err != nil {
-		return -1, err
-	}
-	if !notify {
-		// The flag changes how a listener waits; the kernel refuses it
-		// on a filter without one, where it means nothing.
-		bits &^= flagWaitKillableRecv
-	} else {
-		bits |= flagNewListener
-		if bits&flagTsync != 0 {
-			// The kernel refuses TSYNC with a listener unless a
-			// thread that cannot sync fails with ESRCH instead.
-			bits |= flagTsyncEsrch
-		}
-	}
-	fd, err := install(prog, bits)
-	if err != nil {
-		return -1, fmt.Errorf("seccomp: load filter (%d instructions, flags %#x): %w", len(prog), bits, explain(err))
-	}
-	if !notify {
-		return -1, nil
-	}
-	return fd, nil
-}
-
 // explain adds the usual cause to a seccomp(2) failure.
 func explain(err error) error {
 	switch {
@@ -391,7 +351,9 @@ func explain(err error) error {
 	return err
 }
 
-// Features reports what `berth-runtime features` lists under linux.seccomp.
+// Features reports what `berth-runtime features` lists under linux.seccomp:
+// every action and operator, the architectures the linked libseccomp
+// supports, the filter flags Berth knows and those the kernel supports.
 func Features() *features.Seccomp {
 	enabled := true
 	f := &features.Seccomp{Enabled: &enabled}
@@ -401,8 +363,14 @@ func Features() *features.Seccomp {
 	for o := range operators {
 		f.Operators = append(f.Operators, string(o))
 	}
-	for a := range archs {
-		f.Archs = append(f.Archs, string(a))
+	if scratch, err := libseccomp.NewFilter(libseccomp.ActAllow); err == nil {
+		for name, a := range archs {
+			// Only the architectures this libseccomp can filter.
+			if scratch.AddArch(a) == nil {
+				f.Archs = append(f.Archs, string(name))
+			}
+		}
+		scratch.Release()
 	}
 	sort.Strings(f.Actions)
 	sort.Strings(f.Operators)
