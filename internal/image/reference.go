@@ -8,6 +8,7 @@ package image
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/distribution/reference"
@@ -68,8 +69,10 @@ func (r Reference) Name() string { return r.Domain + "/" + r.Path }
 // "user/app", "localhost:5000/x".
 func (r Reference) FamiliarName() string {
 	if r.Domain == DefaultDomain {
-		if len(r.Path) > len("library/") && r.Path[:len("library/")] == "library/" {
-			return r.Path[len("library/"):]
+		// Official images are "library/<name>"; a nested path under library/
+		// keeps its prefix, as Docker shows it.
+		if rest, ok := strings.CutPrefix(r.Path, "library/"); ok && !strings.Contains(rest, "/") {
+			return rest
 		}
 		return r.Path
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/distribution/reference"
 )
 
 func TestParseReference(t *testing.T) {
@@ -32,6 +33,10 @@ func TestParseReference(t *testing.T) {
 			Reference{Domain: "docker.io", Path: "library/busybox", Digest: dgst}},
 		{"busybox:1.36@" + dgst, "docker.io/library/busybox:1.36@" + dgst, "busybox:1.36@" + dgst,
 			Reference{Domain: "docker.io", Path: "library/busybox", Tag: "1.36", Digest: dgst}},
+		{"library/a/b", "docker.io/library/a/b:latest", "library/a/b:latest",
+			Reference{Domain: "docker.io", Path: "library/a/b", Tag: "latest"}},
+		{"index.docker.io/library/busybox", "docker.io/library/busybox:latest", "busybox:latest",
+			Reference{Domain: "docker.io", Path: "library/busybox", Tag: "latest"}},
 		{"quay.io/org/img:tag", "quay.io/org/img:tag", "quay.io/org/img:tag",
 			Reference{Domain: "quay.io", Path: "org/img", Tag: "tag"}},
 	}
@@ -98,5 +103,31 @@ func TestParseName(t *testing.T) {
 	}
 	if byDigest.Repository() != r {
 		t.Errorf("Repository() = %+v, want %+v", byDigest.Repository(), r)
+	}
+}
+
+// TestFamiliarAgreesWithDistribution checks String and Familiar against the
+// distribution/reference library Docker itself uses.
+func TestFamiliarAgreesWithDistribution(t *testing.T) {
+	const dgst = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+	for _, in := range []string{
+		"busybox", "busybox:1", "library/busybox", "docker.io/library/busybox:x", "library/a/b",
+		"user/app", "user/app/sub:t", "localhost/x", "localhost:5000/x:y", "example.com/a/b@" + dgst,
+		"busybox:1@" + dgst, "[::1]:5000/x", "127.0.0.1:5000/library/busybox",
+	} {
+		named, err := reference.ParseNormalizedNamed(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := ParseName(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := r.Familiar(), reference.FamiliarString(named); got != want {
+			t.Errorf("Familiar(%q) = %q, want %q", in, got, want)
+		}
+		if got, want := r.String(), named.String(); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
