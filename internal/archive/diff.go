@@ -1,0 +1,264 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Diff writes to w an uncompressed layer tar of the changes that the overlay
+// upper directory upper holds over the layers lowers (ordered as overlay's
+// lowerdir, newest first). Overlay whiteouts (character devices 0/0) become
+// ".wh.<name>" entries and opaque directories (trusted.overlay.opaque=y, or
+// user.overlay.opaque=y for a userxattr mount) get a ".wh..wh..opq" entry;
+// a whiteout hiding nothing in any lower is left out. With no lowers, upper
+// is a whole root filesystem and every whiteout is kept.
+//
+// Entries are written parents first and in byte order of names within a
+// directory, with mtimes in whole seconds and no user or group names, so the
+// same tree always gives the same tar. Files hardlinked together within
+// upper are written once and linked after. The upper must not change while
+// Diff runs (the container is stopped or paused).
+func Diff(ctx context.Context, w io.Writer, upper string, lowers []string) error {
+	d := &differ{ctx: ctx, tw: tar.NewWriter(w), upper: upper, links: map[fileID]string{}}
+	for _, l := range lowers {
+		rt, err := openRoot(l)
+		if err != nil {
+			return fmt.Errorf("diff %s: open lower %s: %w", upper, l, err)
+		}
+		defer rt.close()
+		d.lowers = append(d.lowers, rt)
+	}
+	if err := d.dir(""); err != nil {
+		return fmt.Errorf("diff %s: %w", upper, err)
+	}
+	if err := d.tw.Close(); err != nil {
+		return fmt.Errorf("diff %s: finish tar: %w", upper, err)
+	}
+	return nil
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type differ struct {
+	ctx    context.Context
+	tw     *tar.Writer
+	upper  string
+	lowers []*root
+	links  map[fileID]string
+}
+
+// dir writes the entries inside the directory rel ("" for upper itself).
+func (d *differ) dir(rel string) error {
+	f, err := os.Open(filepath.Join(d.upper, rel))
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read directory %q: %w", rel, err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := d.ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.entry(path.Join(rel, name)); err != nil {
+			return fmt.Errorf("%q: %w", path.Join(rel, name), err)
+		}
+	}
+	return nil
+}
+
+func (d *differ) entry(rel string) error {
+	full := filepath.Join(d.upper, rel)
+	var st unix.Stat_t
+	if err := unix.Lstat(full, &st); err != nil {
+		return err
+	}
+	dirRel, base := path.Dir(rel), path.Base(rel)
+	mtime := time.Unix(st.Mtim.Sec, 0)
+	typ := st.Mode & unix.S_IFMT
+
+	if typ == unix.S_IFCHR && st.Rdev == 0 {
+		if !d.inLowers(rel) {
+			return nil
+		}
+		return d.marker(path.Join(dirRel, WhiteoutPrefix+base), mtime)
+	}
+
+	hdr := &tar.Header{
+		Name:    rel,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: mtime,
+		Format:  tar.FormatPAX,
+	}
+	if err := d.xattrs(full, hdr); err != nil {
+		return err
+	}
+	switch typ {
+	case unix.S_IFREG:
+		id := fileID{uint64(st.Dev), st.Ino}
+		if st.Nlink > 1 {
+			if first, ok := d.links[id]; ok {
+				hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
+				return d.tw.WriteHeader(hdr)
+			}
+			d.links[id] = rel
+		}
+		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
+		fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), full)
+		defer f.Close()
+		if err := d.tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(d.tw, f); err != nil {
+			return fmt.Errorf("copy content: %w", err)
+		}
+		return nil
+	case unix.S_IFDIR:
+		hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
+		opaque := false
+		for _, x := range []string{overlayOpaqueXattr, userOverlay + "opaque"} {
+			if v, err := getxattr(full, x); err == nil && string(v) == "y" {
+				opaque = true
+			}
+		}
+		if err := d.tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if opaque {
+			if err := d.marker(path.Join(rel, WhiteoutOpaque), mtime); err != nil {
+				return err
+			}
+		}
+		return d.dir(rel)
+	case unix.S_IFLNK:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return err
+		}
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if typ == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+	default:
+		return nil // sockets cannot be archived; Docker skips them too
+	}
+	return d.tw.WriteHeader(hdr)
+}
+
+// marker writes an empty whiteout file entry.
+func (d *differ) marker(name string, mtime time.Time) error {
+	return d.tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: mtime, Format: tar.FormatPAX})
+}
+
+// inLowers reports whether rel exists in any lower (or there are none).
+func (d *differ) inLowers(rel string) bool {
+	if len(d.lowers) == 0 {
+		return true
+	}
+	for _, l := range d.lowers {
+		fd, err := l.openDir(path.Dir(rel))
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		err = unix.Fstatat(fd, path.Base(rel), &st, unix.AT_SYMLINK_NOFOLLOW)
+		unix.Close(fd)
+		if err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// xattrs records full's xattrs (but overlay's own) as PAX records.
+func (d *differ) xattrs(full string, hdr *tar.Header) error {
+	names, err := listxattr(full)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil
+		}
+		return fmt.Errorf("list xattrs: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if strings.HasPrefix(name, trustedOverlay) || strings.HasPrefix(name, userOverlay) {
+			continue
+		}
+		v, err := getxattr(full, name)
+		if err != nil {
+			if errors.Is(err, unix.ENODATA) {
+				continue
+			}
+			return fmt.Errorf("get xattr %s: %w", name, err)
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords[paxXattr+name] = string(v)
+	}
+	return nil
+}
+
+func listxattr(p string) ([]string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Llistxattr(p, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range strings.Split(string(buf[:n]), "\x00") {
+			if s != "" {
+				names = append(names, s)
+			}
+		}
+		return names, nil
+	}
+}
+
+func getxattr(p, name string) ([]byte, error) {
+	buf := make([]byte, 128)
+	for {
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			if len(buf) > 1<<20 {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
