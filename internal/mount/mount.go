@@ -16,7 +16,6 @@ package mount
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -516,6 +515,6 @@ func Unmount(target string, flags int) error {
 		if errors.Is(err, unix.ENOENT) {
 			return errdefs.NotFound(fmt.Errorf("unmount %s: %w", target, err))
 		}
-		return fmt.Errorf("unmount %s: %w", target, &os.PathError{Op: "umount2", Path: target, Err: err})
+		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 }

@@ -56,7 +56,10 @@ func rootPropagation(spec *specs.Spec) (setup, final uintptr, err error) {
 	return 0, 0, errdefs.InvalidArgument(fmt.Errorf("linux.rootfsPropagation %q is not one of shared, slave, private, unbindable", name))
 }
 
-// Prepare runs in the container's new mount namespace before Pivot: it sets
+// Prepare runs in the container's new mount namespace before Pivot (a spec
+// without a mount namespace is refused, since the mounts would change the
+// runtime's own namespace). Relative bind sources are resolved against the
+// current directory, which the caller makes the bundle directory. It sets
 // the propagation of "/" (rslave, or private when linux.rootfsPropagation
 // asks for it), bind-mounts the rootfs onto itself, performs spec.Mounts in
 // order and, unless /dev is a bind mount, creates the default devices, the
@@ -67,6 +70,10 @@ func Prepare(c *Config) error {
 	}
 	if !filepath.IsAbs(c.Rootfs) {
 		return errdefs.InvalidArgument(fmt.Errorf("prepare rootfs: root %q is not an absolute path", c.Rootfs))
+	}
+	if !hasMountNamespace(c.Spec) {
+		// Every mount here would land in the runtime's own namespace.
+		return errdefs.FailedPrecondition(errors.New("prepare rootfs: the spec has no mount namespace: refusing to change the mounts of the runtime's namespace"))
 	}
 	setup, _, err := rootPropagation(c.Spec)
 	if err != nil {
@@ -113,6 +120,20 @@ func Prepare(c *Config) error {
 		f.Close()
 	}
 	return nil
+}
+
+// hasMountNamespace reports whether the spec gives the container a mount
+// namespace (new or joined).
+func hasMountNamespace(s *specs.Spec) bool {
+	if s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			return true
+		}
+	}
+	return false
 }
 
 // isBind reports whether a spec mount is a bind mount.
