@@ -60,7 +60,7 @@ func compile(s *specs.LinuxSeccomp, bpf func() ([]unix.SockFilter, error)) (*Pro
 	if err != nil {
 		return nil, err
 	}
-	notify := usesNotify(s)
+	notify := UsesNotify(s)
 	if !notify {
 		// The flag changes how a listener waits; the kernel refuses it
 		// on a filter without one, where it means nothing.
@@ -76,7 +76,15 @@ func compile(s *specs.LinuxSeccomp, bpf func() ([]unix.SockFilter, error)) (*Pro
 	return &Program{insns: insns, flags: bits, notify: notify}, nil
 }
 
-func usesNotify(s *specs.LinuxSeccomp) bool {
+// UsesNotify reports whether a profile has SCMP_ACT_NOTIFY rules, so that
+// loading it yields a listener to pass to listenerPath. The listener is
+// close-on-exec and listenerPath is a host path: the init has to hand the
+// fd to a runtime process on the host (as runc's init does over its sync
+// pipe during create) before it execs.
+func UsesNotify(s *specs.LinuxSeccomp) bool {
+	if s == nil {
+		return false
+	}
 	for _, sc := range s.Syscalls {
 		if sc.Action == specs.ActNotify {
 			return true

@@ -32,6 +32,7 @@ const (
 	exitSend    = 121                        // SendListener failed
 	exitExec    = 122                        // execve failed
 	threadsMode = "report-thread-filters"    // instead of exec
+	noNNPMode   = "without-no-new-privs"     // skip PR_SET_NO_NEW_PRIVS
 )
 
 type childSpec struct {
@@ -41,6 +42,9 @@ type childSpec struct {
 	// Program, when set, is a marshalled Program the child installs
 	// instead of compiling Profile, as an init given one by create does.
 	Program []byte `json:"program,omitempty"`
+
+	attr *syscall.SysProcAttr // how the parent starts the child
+	exe  string               // the test binary to run, if not os.Args[0]
 }
 
 func TestMain(m *testing.M) {
@@ -65,9 +69,11 @@ func child(v string) int {
 		}
 		defer close(done)
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "no_new_privs:", err)
-		return 2
+	if cs.Mode != noNNPMode {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "no_new_privs:", err)
+			return 2
+		}
 	}
 	var fd int
 	var err error
@@ -144,10 +150,18 @@ func runChildSpec(t *testing.T, cs childSpec) result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	exe := os.Args[0]
+	if cs.exe != "" {
+		exe = cs.exe
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+string(b))
-	cmd.Dir = t.TempDir()
+	cmd.Dir = "/"
+	cmd.SysProcAttr = cs.attr
 	out, err := cmd.CombinedOutput()
+	if cmd.Process == nil {
+		t.Fatalf("start child: %v", err)
+	}
 	r := result{out: string(out), pid: cmd.Process.Pid}
 	var ee *exec.ExitError
 	switch {
@@ -512,6 +526,44 @@ func TestLoadTsyncScope(t *testing.T) {
 	self, others, filtered = count(r.out)
 	if r.code != 0 || self != 1 || others < 1 || filtered != self+others {
 		t.Errorf("with TSYNC: exit %d output %q, want every thread filtered", r.code, r.out)
+	}
+}
+
+func TestLoadWithoutNoNewPrivsNeedsCapSysAdmin(t *testing.T) {
+	testutil.RequiresRoot(t)
+	cs := childSpec{Profile: allowWith(specs.LinuxSyscall{Names: []string{"mkdir"}, Action: specs.ActErrno}), Mode: noNNPMode, Args: []string{"true"},
+		attr: &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}}
+	// The unprivileged child runs a copy of the test binary it can reach.
+	dir, err := os.MkdirTemp("", "berth-seccomp-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.exe = filepath.Join(dir, "seccomp.test")
+	if err := os.WriteFile(cs.exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runChildSpec(t, cs)
+	if r.code != exitLoad || !strings.Contains(r.out, "no_new_privs is not set and the thread lacks CAP_SYS_ADMIN") {
+		t.Errorf("exit %d output %q, want Load to explain the EACCES", r.code, r.out)
+	}
+	// As root (CAP_SYS_ADMIN), no_new_privs is not needed.
+	cs.attr = nil
+	if r := runChildSpec(t, cs); r.code != 0 {
+		t.Errorf("as root without no_new_privs: exit %d output %q", r.code, r.out)
+	}
+}
+
+func TestUsesNotify(t *testing.T) {
+	if UsesNotify(nil) || UsesNotify(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow}) || !UsesNotify(notifyProfile()) {
+		t.Error("UsesNotify is wrong")
 	}
 }
 
