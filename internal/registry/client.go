@@ -171,8 +171,7 @@ func New(opts ...Option) *Client {
 // "https://index.docker.io/v1/") with cfg and resolves other registries as c
 // does. It shares c's configuration but not its token cache.
 func (c *Client) WithCredentials(host string, cfg authn.AuthConfig) *Client {
-	n := &Client{}
-	*n = Client{
+	return &Client{
 		insecureHosts: c.insecureHosts, insecureNets: c.insecureNets, mirrors: c.mirrors,
 		keychain:  &staticKeychain{host: registryHost(NormalizeHost(host)), auth: authn.FromConfig(cfg), next: c.keychain},
 		userAgent: c.userAgent, retries: c.retries, backoff: c.backoff, chunkSize: c.chunkSize,
@@ -180,7 +179,6 @@ func (c *Client) WithCredentials(host string, cfg authn.AuthConfig) *Client {
 		base:       c.base,
 		transports: map[string]http.RoundTripper{},
 	}
-	return n
 }
 
 type staticKeychain struct {
@@ -190,7 +188,7 @@ type staticKeychain struct {
 }
 
 func (k *staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	if r.RegistryStr() == k.host {
+	if strings.EqualFold(r.RegistryStr(), k.host) {
 		return k.auth, nil
 	}
 	if k.next == nil {
