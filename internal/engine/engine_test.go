@@ -1,0 +1,343 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/moby/moby/api/types/jsonstream"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/testutil"
+)
+
+// startRegistry runs an in-process registry and returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u.Host
+}
+
+func newEngine(t *testing.T) *Engine {
+	t.Helper()
+	e, err := New(context.Background(), Config{DataRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+type recorder struct{ msgs []jsonstream.Message }
+
+func (r *recorder) add(m jsonstream.Message) { r.msgs = append(r.msgs, m) }
+
+func (r *recorder) statuses() []string {
+	var out []string
+	for _, m := range r.msgs {
+		out = append(out, m.Status)
+	}
+	return out
+}
+
+func (r *recorder) has(status string) bool {
+	for _, m := range r.msgs {
+		if strings.HasPrefix(m.Status, status) {
+			return true
+		}
+	}
+	return false
+}
+
+func countBlobs(t *testing.T, e *Engine) int {
+	n := 0
+	if err := e.content.Walk(context.Background(), func(i contentInfo) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestPullInspectTagRemove(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	manifestDigest := testutil.PushMultiLayer(t, reg, "test/multi:v1")
+	e := newEngine(t)
+
+	var rec recorder
+	id, err := e.Pull(ctx, reg+"/test/multi:v1", PullOptions{Progress: rec.add})
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	for _, s := range []string{"Pulling from test/multi", "Pulling fs layer", "Download complete", "Pull complete", "Digest: " + manifestDigest, "Status: Downloaded newer image for " + reg + "/test/multi:v1"} {
+		if !rec.has(s) {
+			t.Errorf("progress lacks %q: %q", s, rec.statuses())
+		}
+	}
+	// A second pull finds everything.
+	rec = recorder{}
+	if id2, err := e.Pull(ctx, reg+"/test/multi:v1", PullOptions{Progress: rec.add}); err != nil || id2 != id {
+		t.Fatalf("second pull: %v %v", id2, err)
+	}
+	if !rec.has("Status: Image is up to date") || rec.has("Pulling fs layer") {
+		t.Errorf("second pull progress: %q", rec.statuses())
+	}
+
+	insp, err := e.Inspect(ctx, reg+"/test/multi:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if insp.ID != id.String() || len(insp.RepoTags) != 1 || insp.RepoTags[0] != reg+"/test/multi:v1" {
+		t.Errorf("inspect tags: %+v", insp)
+	}
+	if len(insp.RepoDigests) != 1 || insp.RepoDigests[0] != reg+"/test/multi@"+manifestDigest {
+		t.Errorf("inspect digests: %v", insp.RepoDigests)
+	}
+	if insp.RootFS.Type != "layers" || len(insp.RootFS.Layers) < 2 || insp.Size <= 0 || insp.Os != "linux" {
+		t.Errorf("inspect rootfs/size/os: %+v", insp)
+	}
+	// Every layer is unpacked in its snapshot.
+	for _, c := range chainIDs(digestsOf(insp.RootFS.Layers)) {
+		if !e.snaps.Exists(c) {
+			t.Errorf("snapshot %s missing", c)
+		}
+	}
+	// By ID prefix and by digest too.
+	for _, name := range []string{id.Encoded()[:12], reg + "/test/multi@" + manifestDigest} {
+		if got, err := e.Inspect(ctx, name); err != nil || got.ID != id.String() {
+			t.Errorf("inspect %s: %v", name, err)
+		}
+	}
+	hist, err := e.History(ctx, id.String())
+	if err != nil || len(hist) == 0 || hist[0].ID != id.String() {
+		t.Errorf("history: %+v %v", hist, err)
+	}
+
+	if err := e.Tag(ctx, id.String(), "other/name:t"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := e.Images(ctx, ListOptions{Filters: map[string][]string{"reference": {"other/*"}}})
+	if err != nil || len(list) != 1 || list[0].ID != id.String() {
+		t.Fatalf("list by reference: %+v %v", list, err)
+	}
+	if list, _ := e.Images(ctx, ListOptions{Filters: map[string][]string{"dangling": {"true"}}}); len(list) != 0 {
+		t.Errorf("dangling images: %+v", list)
+	}
+	// By ID with names in two repositories: needs force.
+	if _, err := e.Remove(ctx, id.String(), RemoveOptions{}); !errdefs.IsConflict(err) {
+		t.Fatalf("remove by ID with two repositories: %v", err)
+	}
+	// Untag one name: the image stays.
+	resp, err := e.Remove(ctx, "other/name:t", RemoveOptions{})
+	if err != nil || len(resp) != 1 || resp[0].Untagged != "other/name:t" {
+		t.Fatalf("untag: %+v %v", resp, err)
+	}
+	blobs := countBlobs(t, e)
+	if blobs == 0 {
+		t.Fatal("no blobs after pull")
+	}
+	// Remove the last tag: the image, its blobs and snapshots go.
+	resp, err = e.Remove(ctx, reg+"/test/multi:v1", RemoveOptions{})
+	if err != nil || resp[len(resp)-1].Deleted != id.String() {
+		t.Fatalf("remove last tag: %+v %v", resp, err)
+	}
+	if n := countBlobs(t, e); n != 0 {
+		t.Errorf("%d blobs left after removing the only image", n)
+	}
+	snaps := 0
+	_ = e.snaps.Walk(ctx, func(string, string) error { snaps++; return nil })
+	if snaps != 0 {
+		t.Errorf("%d snapshots left after removing the only image", snaps)
+	}
+	if _, err := e.Inspect(ctx, id.String()); !errdefs.IsNotFound(err) {
+		t.Errorf("inspect removed image: %v", err)
+	}
+}
+
+func digestsOf(ss []string) []digest.Digest {
+	out := make([]digest.Digest, len(ss))
+	for i, s := range ss {
+		out[i] = digest.Digest(s)
+	}
+	return out
+}
+
+func TestPullMultiPlatformAndPush(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	indexDigest := testutil.PushMultiPlatform(t, reg, "test/multi-arch:latest", false)
+	e := newEngine(t)
+	id, err := e.Pull(ctx, reg+"/test/multi-arch", PullOptions{})
+	if err != nil {
+		t.Fatalf("pull index: %v", err)
+	}
+	insp, err := e.Inspect(ctx, id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insp.RepoDigests) != 1 || !strings.HasSuffix(insp.RepoDigests[0], "@"+indexDigest) {
+		t.Errorf("repo digest is not the index digest %s: %v", indexDigest, insp.RepoDigests)
+	}
+	// Push to another repository of the same registry: blobs are mounted
+	// or found, the manifest put.
+	if err := e.Tag(ctx, id.String(), reg+"/copy/img:v2"); err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	if err := e.Push(ctx, reg+"/copy/img:v2", PushOptions{Progress: rec.add}); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if !rec.has("v2: digest: sha256:") {
+		t.Errorf("push progress: %q", rec.statuses())
+	}
+	// The pushed image pulls into a fresh engine.
+	e2 := newEngine(t)
+	if id2, err := e2.Pull(ctx, reg+"/copy/img:v2", PullOptions{}); err != nil || id2 != id {
+		t.Fatalf("pull pushed image: %v %v (want %v)", id2, err, id)
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	testutil.PushBusybox(t, reg, "library/busybox:1")
+	e := newEngine(t)
+	id, err := e.Pull(ctx, reg+"/library/busybox:1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := e.PlanSave(ctx, []string{reg + "/library/busybox:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := e.Save(ctx, &buf, plan); err != nil {
+		t.Fatal(err)
+	}
+	archive := buf.Bytes()
+	if _, err := e.PlanSave(ctx, []string{"nope:none"}); !errdefs.IsNotFound(err) {
+		t.Errorf("plan save of a missing image: %v", err)
+	}
+
+	e2 := newEngine(t)
+	var rec recorder
+	if err := e2.Load(ctx, bytes.NewReader(archive), LoadOptions{Progress: rec.add}); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	var loaded bool
+	for _, m := range rec.msgs {
+		if m.Stream == "Loaded image: "+reg+"/library/busybox:1\n" {
+			loaded = true
+		}
+	}
+	if !loaded {
+		t.Errorf("load messages: %+v", rec.msgs)
+	}
+	insp, err := e2.Inspect(ctx, reg+"/library/busybox:1")
+	if err != nil || insp.ID != id.String() {
+		t.Fatalf("inspect loaded: %v %v", insp.ID, err)
+	}
+
+	// The legacy layout (manifest.json only) loads too: strip index.json.
+	legacy := rewriteTar(t, archive, func(name string) bool { return name != "index.json" && name != "oci-layout" })
+	e3 := newEngine(t)
+	if err := e3.Load(ctx, bytes.NewReader(legacy), LoadOptions{}); err != nil {
+		t.Fatalf("load legacy: %v", err)
+	}
+	if insp, err := e3.Inspect(ctx, reg+"/library/busybox:1"); err != nil || insp.ID != id.String() {
+		t.Fatalf("inspect legacy-loaded: %v %v", insp.ID, err)
+	}
+}
+
+func TestLoadRejectsPathEscape(t *testing.T) {
+	e := newEngine(t)
+	evil := makeTar(t, map[string]string{"../escape": "x"})
+	if err := e.Load(context.Background(), bytes.NewReader(evil), LoadOptions{}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("load with ../: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.cfg.DataRoot, "escape")); err == nil {
+		t.Fatal("file written outside the load directory")
+	}
+}
+
+func TestImport(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	e := newEngine(t)
+	layer, err := testutil.BusyboxTar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Import(ctx, bytes.NewReader(layer), ImportOptions{
+		Ref:     "imported:v1",
+		Message: "hello",
+		Changes: []string{`CMD ["/bin/sh"]`, "ENV A=1 B=2", "EXPOSE 80", "WORKDIR /w", "LABEL k=v"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp, err := e.Inspect(ctx, "imported:v1")
+	if err != nil || insp.ID != id.String() {
+		t.Fatalf("inspect: %v", err)
+	}
+	c := insp.Config
+	if strings.Join(c.Cmd, " ") != "/bin/sh" || c.WorkingDir != "/w" || c.Labels["k"] != "v" || len(c.Env) != 2 {
+		b, _ := json.Marshal(c)
+		t.Errorf("config: %s", b)
+	}
+	if _, ok := c.ExposedPorts["80/tcp"]; !ok {
+		t.Errorf("exposed ports: %v", c.ExposedPorts)
+	}
+	if insp.Comment != "hello" {
+		t.Errorf("comment %q", insp.Comment)
+	}
+	if _, err := e.Import(ctx, bytes.NewReader(layer), ImportOptions{Changes: []string{"RUN x"}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("import with RUN change: %v", err)
+	}
+}
+
+func TestPruneDangling(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	e := newEngine(t)
+	layer, err := testutil.BusyboxTar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := e.Import(ctx, bytes.NewReader(layer), ImportOptions{Ref: "keep:1", Message: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dangling, err := e.Import(ctx, bytes.NewReader(layer), ImportOptions{Message: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Prune(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.ImagesDeleted) != 1 || rep.ImagesDeleted[0].Deleted != dangling.String() {
+		t.Fatalf("prune: %+v", rep)
+	}
+	if _, err := e.Inspect(ctx, keep.String()); err != nil {
+		t.Fatalf("tagged image pruned: %v", err)
+	}
+	// The shared layer survives for the kept image.
+	if n := countBlobs(t, e); n != 3 {
+		t.Errorf("blobs after prune: %d, want 3 (layer, config, manifest)", n)
+	}
+}
