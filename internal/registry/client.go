@@ -50,6 +50,7 @@ type Client struct {
 	retries       int
 	backoff       time.Duration
 	chunkSize     int64
+	noBlobVerify  bool
 	rootCAs       *x509.CertPool
 	tlsConfig     *tls.Config
 	baseRT        http.RoundTripper
@@ -146,6 +147,12 @@ func WithTransport(rt http.RoundTripper) Option { return func(c *Client) { c.bas
 // Content-Range, then PUT); n <= 0 (the default) uploads in one PUT.
 func WithChunkSize(n int64) Option { return func(c *Client) { c.chunkSize = n } }
 
+// WithBlobVerification sets whether FetchBlob checks a blob read from its
+// start against its digest (default true). Size is always checked. Turn it
+// off only when the reader's consumer verifies the digest itself (as
+// content.Writer does), to hash each byte once.
+func WithBlobVerification(on bool) Option { return func(c *Client) { c.noBlobVerify = !on } }
+
 // WithProgress sets a hook called with progress of every transfer this
 // client makes (see also ContextWithProgress for one operation's).
 func WithProgress(fn func(Progress)) Option { return func(c *Client) { c.progress = fn } }
@@ -174,7 +181,7 @@ func (c *Client) WithCredentials(host string, cfg authn.AuthConfig) *Client {
 	return &Client{
 		insecureHosts: c.insecureHosts, insecureNets: c.insecureNets, mirrors: c.mirrors,
 		keychain:  &staticKeychain{host: registryHost(NormalizeHost(host)), auth: authn.FromConfig(cfg), next: c.keychain},
-		userAgent: c.userAgent, retries: c.retries, backoff: c.backoff, chunkSize: c.chunkSize,
+		userAgent: c.userAgent, retries: c.retries, backoff: c.backoff, chunkSize: c.chunkSize, noBlobVerify: c.noBlobVerify,
 		rootCAs: c.rootCAs, tlsConfig: c.tlsConfig, baseRT: c.baseRT, progress: c.progress,
 		base:       c.base,
 		transports: map[string]http.RoundTripper{},

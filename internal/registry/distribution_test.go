@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"testing"
 
@@ -101,4 +103,67 @@ func TestAgainstDistributionRegistry(t *testing.T) {
 	if tok, err := mono.Login(ctx, host, "u", "p"); err != nil || tok != "" {
 		t.Errorf("Login to a registry without auth = %q, %v", tok, err)
 	}
+}
+
+// BenchmarkFetchBlob reads a 64 MiB blob from a local docker-registry
+// through FetchBlob (with its digest check), against a plain GET of the same
+// URL, to show what the client adds.
+func BenchmarkFetchBlob(b *testing.B) {
+	if _, err := os.Stat(testutil.RegistryBinary); err != nil {
+		b.Skipf("%s not installed", testutil.RegistryBinary)
+	}
+	host := testutil.StartRegistry(b)
+	ctx := context.Background()
+	c := New()
+	ref, err := image.ParseReference(host + "/bench/blob:1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 64<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	if _, err := c.PushBlob(ctx, ref, desc, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("FetchBlob", func(b *testing.B) {
+		b.SetBytes(desc.Size)
+		for b.Loop() {
+			rc, err := c.FetchBlob(ctx, ref, desc, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				b.Fatal(err)
+			}
+			rc.Close()
+		}
+	})
+	b.Run("FetchBlob-from-1", func(b *testing.B) {
+		b.SetBytes(desc.Size - 1)
+		for b.Loop() {
+			rc, err := c.FetchBlob(ctx, ref, desc, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				b.Fatal(err)
+			}
+			rc.Close()
+		}
+	})
+	b.Run("plain-GET", func(b *testing.B) {
+		b.SetBytes(desc.Size)
+		for b.Loop() {
+			resp, err := http.Get("http://" + host + "/v2/bench/blob/blobs/" + desc.Digest.String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				b.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	})
 }

@@ -272,8 +272,9 @@ func (c *Client) blobExistsAt(ctx context.Context, rt http.RoundTripper, reg nam
 // skipped). The reader resumes by itself, from where it got to, when the
 // connection breaks, within the client's retry budget; it fails with an
 // errdefs.ErrDataLoss error naming the digest when the blob is longer than
-// desc.Size or, read from offset 0, does not match desc.Digest. A desc.Size
-// below zero means the size is unknown.
+// desc.Size or, read from offset 0, does not match desc.Digest (unless
+// WithBlobVerification(false)). A desc.Size below zero means the size is
+// unknown.
 func (c *Client) FetchBlob(ctx context.Context, ref image.Reference, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error) {
 	if err := checkRef(ref); err != nil {
 		return nil, err
@@ -285,7 +286,7 @@ func (c *Client) FetchBlob(ctx context.Context, ref image.Reference, desc ocispe
 		return nil, errdefs.InvalidArgument(fmt.Errorf("fetch blob %s: offset %d outside its %d bytes", desc.Digest, offset, desc.Size))
 	}
 	br := &blobReader{c: c, ctx: ctx, ref: ref, desc: desc, pos: offset, reported: offset}
-	if offset == 0 && desc.Digest.Algorithm().Available() {
+	if offset == 0 && !c.noBlobVerify && desc.Digest.Algorithm().Available() {
 		br.h = desc.Digest.Algorithm().Hash()
 	}
 	if desc.Size >= 0 && offset == desc.Size {

@@ -282,6 +282,20 @@ func TestWrongContentIsRejected(t *testing.T) {
 		}
 	}
 
+	// Without digest verification a same-size corruption passes the client
+	// (its consumer verifies), a longer blob still does not.
+	noVerify := New(WithRetry(0, 0), WithBlobVerification(false))
+	for name, fn := range map[string]func([]byte) []byte{"flipped byte": flip, "longer": func(b []byte) []byte { return append(bytes.Clone(b), 'x') }} {
+		h.suffix, h.fn = "/blobs/"+desc.Digest.String(), fn
+		rc, err := noVerify.FetchBlob(ctx, ref, desc, 0)
+		if err == nil {
+			_, err = readAll(t, rc)
+		}
+		if (err == nil) != (name == "flipped byte") {
+			t.Errorf("%s blob without verification: %v", name, err)
+		}
+	}
+
 	mdesc, err := New().Resolve(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
