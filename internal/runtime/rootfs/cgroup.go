@@ -33,22 +33,32 @@ type cgroupLayout struct {
 
 // hostCgroups reads the cgroup mounts visible in this mount namespace.
 func hostCgroups() (cgroupLayout, error) {
-	var l cgroupLayout
 	subsys, err := knownSubsystems()
 	if err != nil {
-		return l, err
+		return cgroupLayout{}, err
 	}
 	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
-		return l, fmt.Errorf("read mountinfo: %w", err)
+		return cgroupLayout{}, fmt.Errorf("read mountinfo: %w", err)
 	}
+	return parseCgroupLayout(infos, subsys), nil
+}
+
+// parseCgroupLayout sorts cgroup mounts into v1 hierarchies (by their
+// controllers, each once) and the cgroup2 mount.
+func parseCgroupLayout(infos []*mountinfo.Info, subsys map[string]bool) cgroupLayout {
+	var l cgroupLayout
 	seen := map[string]bool{}
 	for _, i := range infos {
-		if i.FSType == "cgroup2" {
+		switch i.FSType {
+		case "cgroup2":
 			if l.unified == nil {
 				l.unified = &hierarchy{mountpoint: i.Mountpoint, root: i.Root}
 				l.v2Only = i.Mountpoint == "/sys/fs/cgroup"
 			}
+			continue
+		case "cgroup":
+		default:
 			continue
 		}
 		var ctrls []string
@@ -65,7 +75,7 @@ func hostCgroups() (cgroupLayout, error) {
 		l.v1 = append(l.v1, hierarchy{mountpoint: i.Mountpoint, root: i.Root, controllers: ctrls})
 	}
 	sort.Slice(l.v1, func(a, b int) bool { return l.v1[a].mountpoint < l.v1[b].mountpoint })
-	return l, nil
+	return l
 }
 
 // knownSubsystems lists the v1 controllers the kernel has (/proc/cgroups).
@@ -104,7 +114,7 @@ func selfCgroups() (map[string]string, error) {
 // hostDir returns the host directory of this container's cgroup in h: from
 // CgroupPaths (by any of its controllers, by their joined name, or "" for
 // cgroup2), else from the cgroup this process is in.
-func (c *Config) hostDir(h hierarchy) (string, error) {
+func (c *Config) hostDir(h hierarchy, self func() (map[string]string, error)) (string, error) {
 	keys := append([]string{strings.Join(h.controllers, ","), path.Base(h.mountpoint)}, h.controllers...)
 	if len(h.controllers) == 0 {
 		keys = []string{""}
@@ -119,11 +129,11 @@ func (c *Config) hostDir(h hierarchy) (string, error) {
 			}
 		}
 	}
-	self, err := selfCgroups()
+	cgroups, err := self()
 	if err != nil {
 		return "", err
 	}
-	cg, ok := self[strings.Join(h.controllers, ",")]
+	cg, ok := cgroups[strings.Join(h.controllers, ",")]
 	if !ok {
 		return "", errdefs.NotFound(fmt.Errorf("no cgroup of this process for hierarchy %s", h.mountpoint))
 	}
@@ -131,7 +141,7 @@ func (c *Config) hostDir(h hierarchy) (string, error) {
 	if h.root == "/" {
 		rel, ok = cg, true
 	}
-	if !ok {
+	if !ok || (rel != "" && !strings.HasPrefix(rel, "/")) {
 		return "", errdefs.NotFound(fmt.Errorf("cgroup %s is outside the mount %s (root %s)", cg, h.mountpoint, h.root))
 	}
 	return path.Join(h.mountpoint, rel), nil
@@ -167,8 +177,13 @@ func (c *Config) mountCgroup(root *os.File, m specs.Mount, o mount.Options) erro
 	if err != nil {
 		return fmt.Errorf("cgroup mount on %s: %w", dest, err)
 	}
+	return c.mountCgroupLayout(root, dest, m.Options, o, l)
+}
+
+// mountCgroupLayout performs a "cgroup" mount at dest for the layout l.
+func (c *Config) mountCgroupLayout(root *os.File, dest string, opts []string, o mount.Options, l cgroupLayout) error {
 	if l.v2Only {
-		return c.mountHierarchy(root, dest, *l.unified, m.Options)
+		return c.mountHierarchy(root, dest, *l.unified, opts)
 	}
 	if len(l.v1) == 0 && l.unified == nil {
 		return errdefs.NotFound(fmt.Errorf("cgroup mount on %s: the host has no cgroup mounts", dest))
@@ -177,7 +192,7 @@ func (c *Config) mountCgroup(root *os.File, m specs.Mount, o mount.Options) erro
 	if err != nil {
 		return fmt.Errorf("cgroup mount on %s: %w", dest, err)
 	}
-	tmpfs := mount.Mount{Type: "tmpfs", Source: "tmpfs", Target: dest, Options: append(cgroupOptions(m.Options, false), "mode=755")}
+	tmpfs := mount.Mount{Type: "tmpfs", Source: "tmpfs", Target: dest, Options: append(cgroupOptions(opts, false), "mode=755")}
 	err = tmpfs.Mount(fdPath(t))
 	t.Close()
 	if err != nil {
@@ -191,7 +206,7 @@ func (c *Config) mountCgroup(root *os.File, m specs.Mount, o mount.Options) erro
 	defer top.Close()
 	for _, h := range l.v1 {
 		name := path.Base(h.mountpoint)
-		if err := c.mountHierarchy(root, path.Join(dest, name), h, m.Options); err != nil {
+		if err := c.mountHierarchy(root, path.Join(dest, name), h, opts); err != nil {
 			return err
 		}
 		if len(h.controllers) > 1 {
@@ -206,7 +221,7 @@ func (c *Config) mountCgroup(root *os.File, m specs.Mount, o mount.Options) erro
 		}
 	}
 	if l.unified != nil {
-		if err := c.mountHierarchy(root, path.Join(dest, path.Base(l.unified.mountpoint)), *l.unified, m.Options); err != nil {
+		if err := c.mountHierarchy(root, path.Join(dest, path.Base(l.unified.mountpoint)), *l.unified, opts); err != nil {
 			return err
 		}
 	}
@@ -234,7 +249,7 @@ func (c *Config) mountHierarchy(root *os.File, dest string, h hierarchy, opts []
 	case c.CgroupNS:
 		m = mount.Mount{Type: "cgroup", Source: "cgroup", Target: dest, Options: append(flags, h.controllers...)}
 	default:
-		dir, err := c.hostDir(h)
+		dir, err := c.hostDir(h, selfCgroups)
 		if err != nil {
 			return fmt.Errorf("cgroup mount on %s: %w", dest, err)
 		}

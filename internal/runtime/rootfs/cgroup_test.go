@@ -5,12 +5,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/mount"
 	"github.com/berth-project/berth/internal/testutil"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -112,4 +116,113 @@ func checkCgroups(t *testing.T, c *Config, l cgroupLayout, self map[string]strin
 	if err := writable("/sys/fs/cgroup"); ro != errors.Is(err, unix.EROFS) {
 		t.Errorf("/sys/fs/cgroup writable: %v (read-only wanted: %v)", err, ro)
 	}
+}
+
+func TestParseCgroupLayout(t *testing.T) {
+	subsys := map[string]bool{"cpu": true, "cpuacct": true, "memory": true, "pids": true}
+	hybrid := []*mountinfo.Info{
+		{Mountpoint: "/sys/fs/cgroup", FSType: "tmpfs", Root: "/"},
+		{Mountpoint: "/sys/fs/cgroup/cpu,cpuacct", FSType: "cgroup", Root: "/", VFSOptions: "rw,cpu,cpuacct"},
+		{Mountpoint: "/sys/fs/cgroup/memory", FSType: "cgroup", Root: "/", VFSOptions: "rw,clone_children,memory"},
+		{Mountpoint: "/sys/fs/cgroup/systemd", FSType: "cgroup", Root: "/", VFSOptions: "rw,xattr,name=systemd,release_agent=/x"},
+		{Mountpoint: "/elsewhere/memory", FSType: "cgroup", Root: "/", VFSOptions: "rw,memory"},
+		{Mountpoint: "/sys/fs/cgroup/unified", FSType: "cgroup2", Root: "/", VFSOptions: "rw,nsdelegate"},
+	}
+	l := parseCgroupLayout(hybrid, subsys)
+	if l.v2Only || l.unified == nil || l.unified.mountpoint != "/sys/fs/cgroup/unified" {
+		t.Errorf("unified: %+v %v", l.unified, l.v2Only)
+	}
+	want := []hierarchy{
+		{mountpoint: "/sys/fs/cgroup/cpu,cpuacct", root: "/", controllers: []string{"cpu", "cpuacct"}},
+		{mountpoint: "/sys/fs/cgroup/memory", root: "/", controllers: []string{"memory"}},
+		{mountpoint: "/sys/fs/cgroup/systemd", root: "/", controllers: []string{"name=systemd"}},
+	}
+	if !reflect.DeepEqual(l.v1, want) {
+		t.Errorf("v1 = %+v, want %+v", l.v1, want)
+	}
+	l = parseCgroupLayout([]*mountinfo.Info{{Mountpoint: "/sys/fs/cgroup", FSType: "cgroup2", Root: "/"}}, subsys)
+	if !l.v2Only || len(l.v1) != 0 {
+		t.Errorf("v2-only layout: %+v", l)
+	}
+}
+
+func TestCgroupHostDir(t *testing.T) {
+	self := func() (map[string]string, error) {
+		return map[string]string{"cpu,cpuacct": "/a/b", "name=systemd": "/user.slice/x", "": "/c", "memory": "/outside"}, nil
+	}
+	cpu := hierarchy{mountpoint: "/sys/fs/cgroup/cpu,cpuacct", root: "/", controllers: []string{"cpu", "cpuacct"}}
+	systemd := hierarchy{mountpoint: "/sys/fs/cgroup/systemd", root: "/user.slice", controllers: []string{"name=systemd"}}
+	unified := hierarchy{mountpoint: "/sys/fs/cgroup/unified", root: "/"}
+	memory := hierarchy{mountpoint: "/sys/fs/cgroup/memory", root: "/inner", controllers: []string{"memory"}}
+	for _, tc := range []struct {
+		paths map[string]string
+		h     hierarchy
+		want  string
+	}{
+		{nil, cpu, "/sys/fs/cgroup/cpu,cpuacct/a/b"},
+		{map[string]string{"cpuacct": "/given"}, cpu, "/given"},
+		{map[string]string{"cpu,cpuacct": "/joined"}, cpu, "/joined"},
+		{map[string]string{"systemd": "/named"}, systemd, "/named"},
+		{nil, systemd, "/sys/fs/cgroup/systemd/x"},
+		{map[string]string{"": "/v2"}, unified, "/v2"},
+		{nil, unified, "/sys/fs/cgroup/unified/c"},
+		{nil, memory, ""},
+		{nil, hierarchy{mountpoint: "/m", root: "/out", controllers: []string{"memory"}}, ""}, // "/outside" is not under "/out"
+	} {
+		c := &Config{CgroupPaths: tc.paths}
+		got, err := c.hostDir(tc.h, self)
+		if tc.want == "" {
+			if !errors.Is(err, errdefs.ErrNotFound) {
+				t.Errorf("hostDir(%s) = %q, %v; want a not-found error", tc.h.mountpoint, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("hostDir(%s, %v) = %q, %v; want %q", tc.h.mountpoint, tc.paths, got, err, tc.want)
+		}
+	}
+}
+
+// TestCgroupCoMounted: a hierarchy with several controllers is mounted
+// once, named after the host's mount, with a link per controller.
+func TestCgroupCoMounted(t *testing.T) {
+	if isChild() {
+		a := childArgsOf(t)
+		root, err := openRoot(a.Rootfs)
+		must(t, err)
+		defer root.Close()
+		l := cgroupLayout{v1: []hierarchy{{mountpoint: "/fake/cpu,cpuacct", root: "/", controllers: []string{"cpu", "cpuacct"}}}}
+		c := &Config{CgroupPaths: map[string]string{"cpu": a.Extra["cpu"]}}
+		opts := []string{"nosuid", "nodev", "noexec", "ro"}
+		o, err := mount.Parse(opts)
+		must(t, err)
+		if err := c.mountCgroupLayout(root, "/sys/fs/cgroup", opts, o, l); err != nil {
+			t.Fatalf("mount: %v", err)
+		}
+		base := filepath.Join(a.Rootfs, "sys/fs/cgroup")
+		if m := topMount(t, filepath.Join(base, "cpu,cpuacct")); m.FSType != "cgroup" || !m.hasOpt("ro") {
+			t.Errorf("co-mounted hierarchy: %+v", m)
+		}
+		for _, l := range []string{"cpu", "cpuacct"} {
+			if got, err := os.Readlink(filepath.Join(base, l)); err != nil || got != "cpu,cpuacct" {
+				t.Errorf("link %s -> %q (%v)", l, got, err)
+			}
+		}
+		return
+	}
+	testutil.RequiresRoot(t)
+	layout, err := hostCgroups()
+	must(t, err)
+	cpu := ""
+	for _, h := range layout.v1 {
+		for _, c := range h.controllers {
+			if c == "cpu" {
+				cpu = h.mountpoint
+			}
+		}
+	}
+	if cpu == "" {
+		t.Skip("no v1 cpu hierarchy on this host")
+	}
+	runChild(t, args{Rootfs: newRootfs(t), Extra: map[string]string{"cpu": cpu}}, 0)
 }
