@@ -187,3 +187,14 @@ func TestBasicAuthOverTLS(t *testing.T) {
 		t.Errorf("Resolve from an insecure registry with an untrusted certificate: %v", err)
 	}
 }
+
+func TestLoginRefusesForeignPrivateRealm(t *testing.T) {
+	_, host := startRegistry(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="http://10.9.9.9:1/token",service="x"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	_, err := New(WithRetry(0, 0)).Login(context.Background(), host, "u", "p")
+	if !errors.Is(err, errdefs.ErrPermission) || !strings.Contains(err.Error(), "10.9.9.9") {
+		t.Errorf("Login with a token server on a private address: %v, want a refusal naming it", err)
+	}
+}

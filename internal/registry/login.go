@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -84,6 +85,14 @@ func (c *Client) loginToken(ctx context.Context, hc *http.Client, reg name.Regis
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && ch.Insecure) {
 		return "", errdefs.With(errdefs.ErrPermission, fmt.Errorf("%s: refusing to send credentials to token server %s over %s", what, realm, u.Scheme))
+	}
+	if u.Host != reg.RegistryStr() {
+		// As go-containerregistry does for pulls: a token server elsewhere
+		// must not be a private or link-local address (no credentials to the
+		// metadata service or the LAN on a registry's say-so).
+		if ip := net.ParseIP(u.Hostname()); ip != nil && (ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified()) {
+			return "", errdefs.With(errdefs.ErrPermission, fmt.Errorf("%s: refusing token server %s at a private address", what, realm))
+		}
 	}
 	q := u.Query()
 	if svc := ch.Parameters["service"]; svc != "" {
