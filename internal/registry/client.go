@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -367,7 +368,7 @@ type policyTransport struct {
 
 // ErrPlainHTTP is returned (wrapped) for a plain-HTTP request to a registry
 // that is not insecure.
-var ErrPlainHTTP = fmt.Errorf("plain HTTP to a secure registry refused")
+var ErrPlainHTTP = errors.New("plain HTTP to a secure registry refused")
 
 func (p *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	insecure := p.c.IsInsecure(req.URL.Host)
