@@ -296,9 +296,16 @@ func (m Mount) Mount(target string) error {
 	}
 
 	var mfd int
-	if bind {
+	switch {
+	case bind:
 		mfd, err = cloneTree(m.Source, o)
-	} else {
+	case copyUp:
+		// Filled while detached, so created writable and made read-only
+		// (per mount) afterwards.
+		rw := o
+		rw.Flags &^= unix.MS_RDONLY
+		mfd, err = newFS(m.Type, m.Source, rw)
+	default:
 		mfd, err = newFS(m.Type, m.Source, o)
 	}
 	if err != nil {
@@ -315,6 +322,12 @@ func (m Mount) Mount(target string) error {
 	if copyUp {
 		if err := copyTree(tfd, mfd); err != nil {
 			return fmt.Errorf("mount %s on %s: tmpcopyup: %w", m.Source, target, err)
+		}
+		if o.Flags&unix.MS_RDONLY != 0 {
+			attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+			if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+				return fmt.Errorf("mount %s on %s: make read-only after tmpcopyup: %w", m.Source, target, err)
+			}
 		}
 	}
 	if err := unix.MoveMount(mfd, "", tfd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {

@@ -32,6 +32,8 @@ func TestMounts(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(rootfs, "etc", "copyme"), 0o750))
 	must(t, os.WriteFile(filepath.Join(rootfs, "etc", "copyme", "f"), []byte("up\n"), 0o640))
 	must(t, os.Symlink("../passwd", filepath.Join(rootfs, "etc", "copyme", "link")))
+	must(t, os.MkdirAll(filepath.Join(rootfs, "etc", "copyro", "sub"), 0o755))
+	must(t, os.WriteFile(filepath.Join(rootfs, "etc", "copyro", "sub", "g"), []byte("ro\n"), 0o600))
 
 	s := baseSpec()
 	dir, file := filepath.Join(host, "dir"), filepath.Join(host, "file")
@@ -50,6 +52,7 @@ func TestMounts(t *testing.T) {
 		specs.Mount{Destination: "/mnt/over", Type: "tmpfs", Source: "second", Options: []string{"size=2m"}},
 		specs.Mount{Destination: "/mnt/over/inner", Type: "tmpfs", Source: "third"},
 		specs.Mount{Destination: "/etc/copyme", Type: "tmpfs", Source: "tmpfs", Options: []string{"tmpcopyup"}},
+		specs.Mount{Destination: "/etc/copyro", Type: "tmpfs", Source: "tmpfs", Options: []string{"tmpcopyup", "ro"}},
 		specs.Mount{Destination: "/mnt/remount", Type: "tmpfs", Source: "tmpfs"},
 		specs.Mount{Destination: "/mnt/remount", Type: "tmpfs", Source: "tmpfs", Options: []string{"remount", "ro"}},
 	)
@@ -136,6 +139,12 @@ func checkMounts(t *testing.T) {
 	}
 	if l, err := os.Readlink("/etc/copyme/link"); err != nil || l != "../passwd" {
 		t.Errorf("tmpcopyup symlink: %q %v", l, err)
+	}
+	if b, err := os.ReadFile("/etc/copyro/sub/g"); err != nil || string(b) != "ro\n" {
+		t.Errorf("read-only tmpcopyup file: %q %v", b, err)
+	}
+	if err := writable("/etc/copyro"); !errors.Is(err, unix.EROFS) {
+		t.Errorf("read-only tmpcopyup is writable: %v", err)
 	}
 	if m := topMount(t, "/mnt/remount"); !m.hasOpt("ro") {
 		t.Errorf("remount ro: %+v", m)
