@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/registry"
 )
@@ -56,10 +55,9 @@ func (e *Engine) Login(ctx context.Context, auth Auth) (string, error) {
 	host := registry.NormalizeHost(auth.ServerAddress)
 	token, err := e.baseClient().Login(ctx, host, auth.Username, auth.Password)
 	if err != nil {
-		if errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) {
-			return "", err
-		}
-		return "", errdefs.With(errdefs.ErrUnauthorized, fmt.Errorf("login to %s: %w", host, err))
+		// The registry client classifies rejected credentials as
+		// unauthorized and unreachable registries as unavailable.
+		return "", fmt.Errorf("login to %s: %w", host, err)
 	}
 	return token, nil
 }

@@ -433,11 +433,7 @@ func (e *Engine) unpackAll(ctx context.Context, layers []ocispec.Descriptor, dif
 		if err := e.unpackBlob(ctx, l, chains[i], parent, diffIDs[i], &sizes[i], nil); err != nil {
 			return nil, err
 		}
-		if sizes[i] == 0 {
-			if u, err := e.snaps.Usage(ctx, chains[i].String()); err == nil {
-				sizes[i] = u
-			}
-		}
+		sizes[i] = e.layerSize(ctx, diffIDs[i], chains[i], sizes[i])
 		if done != nil {
 			done(l)
 		}

@@ -150,9 +150,9 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 		return "", fmt.Errorf("resolve %s: %w", ref.Familiar(), err)
 	}
 	if ref.Digest != "" {
-		prog.send(jsonstream.Message{ID: ref.Digest.String(), Status: "Pulling from " + ref.FamiliarName()})
+		prog.send(jsonstream.Message{ID: ref.Digest.String(), Status: "Pulling from " + ref.Path})
 	} else {
-		prog.send(jsonstream.Message{ID: ref.Tag, Status: "Pulling from " + ref.FamiliarName()})
+		prog.send(jsonstream.Message{ID: ref.Tag, Status: "Pulling from " + ref.Path})
 	}
 	data, err := e.fetchManifest(ctx, client, ref, target)
 	if err != nil {
@@ -403,12 +403,7 @@ func (e *Engine) fetchLayers(ctx context.Context, client *registry.Client, ref i
 		if j.err != nil && !errors.Is(j.err, context.Canceled) {
 			errs = append(errs, j.err)
 		}
-		sizes[i] = j.size
-		if sizes[i] == 0 {
-			if u, err := e.snaps.Usage(ctx, j.chainID.String()); err == nil {
-				sizes[i] = u
-			}
-		}
+		sizes[i] = e.layerSize(ctx, j.diffID, j.chainID, j.size)
 	}
 	if len(errs) == 0 {
 		for _, j := range jobs {
@@ -603,6 +598,24 @@ func (e *Engine) unpackBlob(ctx context.Context, desc ocispec.Descriptor, chainI
 		}
 		return nil
 	})
+}
+
+// layerSize records a layer's uncompressed size when known (n > 0), else
+// looks it up, falling back to the snapshot's disk usage.
+func (e *Engine) layerSize(ctx context.Context, diffID, chainID digest.Digest, n int64) int64 {
+	if n > 0 {
+		if err := e.meta.SetLayerSize(diffID, n); err != nil {
+			e.log.Warn("record layer size", "layer", diffID, "err", err)
+		}
+		return n
+	}
+	if n, ok := e.meta.LayerSize(diffID); ok {
+		return n
+	}
+	if u, err := e.snaps.Usage(ctx, chainID.String()); err == nil {
+		return u
+	}
+	return 0
 }
 
 func (e *Engine) hasBlob(ctx context.Context, d digest.Digest) bool {

@@ -226,7 +226,7 @@ func (e *Engine) pushBlob(ctx context.Context, client *registry.Client, ref imag
 	}
 	if layer {
 		if mounted {
-			prog.status(id, "Mounted from "+mountFrom[0].FamiliarName())
+			prog.status(id, "Mounted from "+mountFrom[0].Path)
 		} else {
 			prog.status(id, "Pushed")
 		}

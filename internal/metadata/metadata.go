@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -25,6 +26,7 @@ import (
 var (
 	bucketImages = []byte("images") // image ID -> JSON Image
 	bucketNames  = []byte("names")  // full reference -> image ID
+	bucketLayers = []byte("layers") // layer diff ID -> uncompressed size (decimal)
 )
 
 // Image is the record of one local image.
@@ -62,7 +64,7 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketNames} {
+		for _, b := range [][]byte{bucketImages, bucketNames, bucketLayers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -248,4 +250,27 @@ func (d *DB) NamesOf(id digest.Digest) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// SetLayerSize records the uncompressed size of the layer diffID.
+func (d *DB) SetLayerSize(diffID digest.Digest, size int64) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLayers).Put([]byte(diffID), []byte(strconv.FormatInt(size, 10)))
+	})
+}
+
+// LayerSize returns the recorded uncompressed size of diffID (false if
+// none is recorded).
+func (d *DB) LayerSize(diffID digest.Digest) (int64, bool) {
+	var n int64
+	var ok bool
+	_ = d.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketLayers).Get([]byte(diffID)); v != nil {
+			if x, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				n, ok = x, true
+			}
+		}
+		return nil
+	})
+	return n, ok
 }
