@@ -206,3 +206,49 @@ func TestPrepareRefusesNoMountNamespace(t *testing.T) {
 		t.Fatalf("Prepare with a relative rootfs = %v", err)
 	}
 }
+
+// TestDevicesUserNS: in a user namespace mknod is not allowed, so the
+// host's device nodes are bound over empty files instead.
+func TestDevicesUserNS(t *testing.T) {
+	if isChild() {
+		a := childArgsOf(t)
+		if !runningInUserNS() {
+			t.Fatal("the child is not in a user namespace")
+		}
+		// The host node must be the requested device.
+		root, err := openRoot(a.Rootfs)
+		must(t, err)
+		err = bindDevice(root, device{path: "/dev/kmsg", typ: unix.S_IFCHR, major: 1, minor: 3})
+		root.Close()
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "not the requested device") {
+			t.Errorf("binding a host node that is another device: %v", err)
+		}
+		setupAll(t, &Config{Spec: a.Spec, Rootfs: a.Rootfs})
+		for _, d := range append(defaultDevices, device{path: "/dev/kmsg", typ: unix.S_IFCHR, major: 1, minor: 11}) {
+			var st unix.Stat_t
+			if err := unix.Stat(d.path, &st); err != nil || !d.matches(st) {
+				t.Errorf("%s: %v %d:%d", d.path, err, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			}
+			if !isMountPoint(t, d.path) {
+				t.Errorf("%s is not a bind mount", d.path)
+			}
+		}
+		return
+	}
+	rootfs := newRootfs(t)
+	s := baseSpec()
+	var ms []specs.Mount
+	for _, m := range s.Mounts {
+		switch m.Destination {
+		case "/proc", "/dev", "/dev/pts", "/dev/shm":
+			ms = append(ms, m)
+		}
+	}
+	s.Mounts = ms
+	// A configured device is bound from the host node of the same path.
+	if _, err := os.Stat("/dev/kmsg"); err != nil {
+		t.Skipf("host has no /dev/kmsg: %v", err)
+	}
+	s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/kmsg", Type: "c", Major: 1, Minor: 11}}
+	runChildUserNS(t, args{Rootfs: rootfs, Spec: s})
+}

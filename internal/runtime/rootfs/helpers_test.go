@@ -53,16 +53,32 @@ func childArgsOf(t *testing.T) args {
 // child's mounts vanish with its namespace.
 func runChild(t *testing.T, a args, extraFlags uintptr) string {
 	t.Helper()
+	return runChildAttr(t, a, &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | extraFlags,
+		Pdeathsig:  syscall.SIGKILL,
+	})
+}
+
+// runChildUserNS is runChild in a new user namespace as well, mapping the
+// first 65536 ids of the host to themselves.
+func runChildUserNS(t *testing.T, a args) string {
+	t.Helper()
+	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}}
+	return runChildAttr(t, a, &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		UidMappings: ids, GidMappings: ids, Pdeathsig: syscall.SIGKILL,
+	})
+}
+
+func runChildAttr(t *testing.T, a args, attr *syscall.SysProcAttr) string {
+	t.Helper()
 	b, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childArgs+"="+string(b))
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | extraFlags,
-		Pdeathsig:  syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = attr
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("namespaced child failed: %v\n%s", err, out)
