@@ -131,6 +131,10 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := from
+	if q.Get("tag") == "" && !hasTagOrDigest(from) {
+		writeError(w, errdefs.NotImplemented(fmt.Errorf("pulling all tags of %s is not supported: name a tag or digest", from)))
+		return
+	}
 	if tag := q.Get("tag"); tag != "" {
 		if strings.Contains(tag, ":") { // a digest
 			ref = from + "@" + tag
@@ -210,7 +214,7 @@ func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) {
 func (s *Server) imageByName(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("rest")
 	name, action := rest, ""
-	if i := strings.LastIndex(rest, "/"); i > 0 {
+	if i := strings.LastIndex(rest, "/"); i > 0 && r.Method != http.MethodDelete {
 		switch rest[i+1:] {
 		case "json", "history", "tag", "push", "get":
 			name, action = rest[:i], rest[i+1:]
@@ -281,4 +285,14 @@ func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) 
 		s.log.Info("push failed", "ref", ref, "err", err)
 		st.Fail(err)
 	}
+}
+
+// hasTagOrDigest reports whether an image name carries a tag or digest
+// (a colon after the last slash, or an @).
+func hasTagOrDigest(name string) bool {
+	if strings.Contains(name, "@") {
+		return true
+	}
+	last := name[strings.LastIndex(name, "/")+1:]
+	return strings.Contains(last, ":")
 }

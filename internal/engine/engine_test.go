@@ -341,3 +341,93 @@ func TestPruneDangling(t *testing.T) {
 		t.Errorf("blobs after prune: %d, want 3 (layer, config, manifest)", n)
 	}
 }
+
+func TestPullRejectsCorruptBlob(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	testutil.PushBusybox(t, reg, "test/bb:1")
+	img, err := testutil.BusyboxImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := testutil.LayerDigests(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testutil.StartCorruptingProxy(t, reg, layers[0])
+	e := newEngine(t)
+	_, err = e.Pull(ctx, proxy.Addr+"/test/bb:1", PullOptions{})
+	if err == nil || !strings.Contains(err.Error(), layers[0]) {
+		t.Fatalf("pull of a corrupt blob: %v (want an error naming %s)", err, layers[0])
+	}
+	if e.hasBlob(ctx, digest.Digest(layers[0])) {
+		t.Error("corrupt blob stored")
+	}
+	if imgs, _ := e.meta.Images(); len(imgs) != 0 {
+		t.Errorf("image recorded after a failed pull: %+v", imgs)
+	}
+	snaps := 0
+	_ = e.snaps.Walk(ctx, func(string, string) error { snaps++; return nil })
+	if snaps != 0 {
+		t.Errorf("%d snapshots after a failed pull", snaps)
+	}
+}
+
+func TestPullResumesAfterCut(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	testutil.PushBusybox(t, reg, "test/bb:1")
+	img, err := testutil.BusyboxImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := testutil.LayerDigests(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testutil.StartCutProxy(t, reg, layers[0], 4096)
+	e := newEngine(t)
+	if _, err := e.Pull(ctx, proxy.Addr+"/test/bb:1", PullOptions{}); err != nil {
+		// The registry client may give up on the cut; a second pull
+		// resumes from what was stored.
+		if _, err := e.Pull(ctx, proxy.Addr+"/test/bb:1", PullOptions{}); err != nil {
+			t.Fatalf("pull after cut: %v", err)
+		}
+	}
+	reqs := proxy.BlobRequests()
+	if len(reqs) < 2 {
+		t.Fatalf("blob requests: %+v", reqs)
+	}
+	if reqs[1].Range == "" {
+		t.Errorf("second blob request did not resume with Range: %+v", reqs)
+	}
+	if _, err := e.Inspect(ctx, proxy.Addr+"/test/bb:1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPullEscapingLayerStaysInside(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	for _, kind := range []string{testutil.EscapeDotDot, testutil.EscapeAbsolute, testutil.EscapeSymlink} {
+		t.Run(kind, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "pwned")
+			testutil.PushEvil(t, reg, "test/evil:"+kind, kind, target)
+			e := newEngine(t)
+			// The extractor may reject the layer or keep it inside the
+			// snapshot; either way nothing lands on the host.
+			_, err := e.Pull(ctx, reg+"/test/evil:"+kind, PullOptions{})
+			if _, serr := os.Stat(target); serr == nil {
+				t.Fatalf("pull (err=%v) wrote %s outside the snapshot", err, target)
+			}
+			if err != nil {
+				if imgs, _ := e.meta.Images(); len(imgs) != 0 {
+					t.Errorf("image recorded after a failed pull: %+v", imgs)
+				}
+			}
+		})
+	}
+}
