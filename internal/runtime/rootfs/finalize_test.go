@@ -10,6 +10,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/berth-project/berth/internal/runtime/bundle"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -249,4 +251,44 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
+}
+
+// TestRootlessSpec sets up the rootless default spec (binds for /sys and
+// /dev/mqueue, no cgroup mount) in a user namespace, where flags of the
+// host's mounts are locked and devices cannot be created.
+func TestRootlessSpec(t *testing.T) {
+	if isChild() {
+		a := childArgsOf(t)
+		c := &Config{Spec: a.Spec, Rootfs: a.Rootfs}
+		setupAll(t, c)
+		if err := Finalize(c); err != nil {
+			t.Fatalf("Finalize: %v", err)
+		}
+		if m := topMount(t, "/sys"); !m.hasOpt("ro") || !m.hasOpt("nosuid") || m.FSType != "sysfs" {
+			t.Errorf("/sys: %+v", m)
+		}
+		if err := writable("/"); !errors.Is(err, unix.EROFS) {
+			t.Errorf("/ with root.readonly: %v", err)
+		}
+		if err := os.WriteFile("/proc/sys/kernel/hostname", []byte("x"), 0); !errors.Is(err, unix.EROFS) {
+			t.Errorf("write /proc/sys/kernel/hostname: %v", err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat("/dev/null", &st); err != nil || st.Rdev != unix.Mkdev(1, 3) {
+			t.Errorf("/dev/null: %v", err)
+		}
+		return
+	}
+	s := bundle.Default(true)
+	s.Process.Terminal = false
+	if _, err := os.Stat("/dev/mqueue"); err != nil { // not mounted on this host
+		var ms []specs.Mount
+		for _, m := range s.Mounts {
+			if m.Destination != "/dev/mqueue" {
+				ms = append(ms, m)
+			}
+		}
+		s.Mounts = ms
+	}
+	runChildUserNS(t, args{Rootfs: newRootfs(t), Spec: s})
 }
