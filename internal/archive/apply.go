@@ -496,7 +496,7 @@ func (x *extractor) setMetaFd(fd int, hdr *tar.Header, fresh bool) error {
 	if err := unix.Fchmod(fd, uint32(hdr.Mode)&0o7777); err != nil {
 		return fmt.Errorf("chmod %o: %w", hdr.Mode&0o7777, err)
 	}
-	return setXattrs(hdr, func(name string, value []byte) error {
+	return setXattrs(hdr, x.uid == 0, func(name string, value []byte) error {
 		return unix.Fsetxattr(fd, name, value, 0)
 	})
 }
@@ -516,7 +516,7 @@ func (x *extractor) setMetaAt(dirfd int, base string, hdr *tar.Header, chmod boo
 			return fmt.Errorf("chmod %o: %w", hdr.Mode&0o7777, err)
 		}
 	}
-	if err := setXattrs(hdr, func(name string, value []byte) error {
+	if err := setXattrs(hdr, x.uid == 0, func(name string, value []byte) error {
 		return unix.Lsetxattr(procPath(dirfd, base), name, value, 0)
 	}); err != nil {
 		return err
@@ -544,9 +544,10 @@ func (x *extractor) setTimes(rel string, atime, mtime time.Time) error {
 const paxXattr = "SCHILY.xattr."
 
 // setXattrs applies the entry's PAX xattrs with set. Attributes the
-// filesystem or the kernel refuses are skipped, except security.capability,
-// without which a binary would silently lose its file capabilities.
-func setXattrs(hdr *tar.Header, set func(name string, value []byte) error) error {
+// filesystem or the kernel refuses are skipped, except security.capability
+// when extracting as root, without which a binary would silently lose its
+// file capabilities (without root it cannot be set at all).
+func setXattrs(hdr *tar.Header, strictCaps bool, set func(name string, value []byte) error) error {
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)
 		if !ok || name == "" || strings.HasPrefix(name, trustedOverlay) || strings.HasPrefix(name, userOverlay) {
@@ -556,7 +557,7 @@ func setXattrs(hdr *tar.Header, set func(name string, value []byte) error) error
 		if err == nil {
 			continue
 		}
-		if name != "security.capability" && (errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ERANGE)) {
+		if (name != "security.capability" || !strictCaps) && (errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ERANGE)) {
 			continue
 		}
 		return fmt.Errorf("set xattr %s: %w", name, err)

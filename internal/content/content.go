@@ -220,6 +220,38 @@ func (s *Store) Abort(ctx context.Context, ref string) error {
 	return nil
 }
 
+// CleanIngests deletes the partial writes last written before cutoff that
+// no Writer holds, and returns their refs: what interrupted pulls left and
+// nobody resumed.
+func (s *Store) CleanIngests(ctx context.Context, cutoff time.Time) ([]string, error) {
+	refs, err := s.Ingests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, ref := range refs {
+		s.mu.Lock()
+		_, busy := s.locks[ref]
+		s.mu.Unlock()
+		if busy {
+			continue
+		}
+		dir := s.ingestDir(ref)
+		st, err := os.Stat(filepath.Join(dir, "data"))
+		if err != nil {
+			st, err = os.Stat(dir)
+		}
+		if err != nil || !st.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := s.Abort(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
+			return removed, err
+		}
+		removed = append(removed, ref)
+	}
+	return removed, nil
+}
+
 // lock takes the in-process lock of an ingest ref, waiting for a holder to
 // release it or for ctx to end.
 func (s *Store) lock(ctx context.Context, ref string) (release func(), err error) {

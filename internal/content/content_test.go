@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -479,4 +480,37 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestCleanIngests(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	data := randomBytes(t, 1000)
+	for _, ref := range []string{"old", "held"} {
+		w, err := s.Writer(ctx, ref, descOf(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data[:10])
+		w.Close()
+	}
+	held, err := s.Writer(ctx, "held", descOf(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	past := time.Now().Add(-time.Hour)
+	if removed, err := s.CleanIngests(ctx, past); err != nil || len(removed) != 0 {
+		t.Fatalf("CleanIngests before anything is stale: %v %v", removed, err)
+	}
+	removed, err := s.CleanIngests(ctx, time.Now().Add(time.Hour))
+	if err != nil || strings.Join(removed, ",") != "old" {
+		t.Fatalf("CleanIngests = %v, %v; want [old]", removed, err)
+	}
+	if refs, _ := s.Ingests(ctx); strings.Join(refs, ",") != "held" {
+		t.Fatalf("ingests left: %v", refs)
+	}
+	if err := s.Abort(ctx, "old"); !errdefs.IsNotFound(err) {
+		t.Fatalf("Abort of a removed ingest: %v", err)
+	}
 }

@@ -601,3 +601,56 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// GC removes every layer snapshot that is neither in the chains of keep (the
+// top chain IDs of the images to keep; their ancestors are kept too) nor
+// under an active or view snapshot, children before parents, and returns
+// the keys it removed.
+func (s *Snapshotter) GC(ctx context.Context, keep []digest.Digest) ([]string, error) {
+	s.mu.Lock()
+	needed := map[string]bool{}
+	mark := func(key string) {
+		for key != "" && !needed[key] {
+			needed[key] = true
+			info, ok := s.byKey[key]
+			if !ok {
+				return
+			}
+			key = info.Parent
+		}
+	}
+	for _, k := range keep {
+		mark(k.String())
+	}
+	var victims []Info
+	for _, info := range s.byKey {
+		if info.Kind != KindLayer {
+			mark(info.Key)
+		}
+	}
+	for _, info := range s.byKey {
+		if info.Kind == KindLayer && !needed[info.Key] {
+			victims = append(victims, *info)
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(victims, func(i, j int) bool {
+		a, _ := strconv.Atoi(victims[i].id)
+		b, _ := strconv.Atoi(victims[j].id)
+		return a > b
+	})
+	var removed []string
+	for _, v := range victims {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		if err := s.Remove(ctx, v.Key); err != nil {
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			return removed, fmt.Errorf("garbage collect snapshots: %w", err)
+		}
+		removed = append(removed, v.Key)
+	}
+	return removed, nil
+}

@@ -493,3 +493,34 @@ func TestCommit(t *testing.T) {
 		t.Fatal("committed layer lost across New")
 	}
 }
+
+func TestGC(t *testing.T) {
+	ctx := context.Background()
+	s := newSnapshotter(t)
+	base := unpack(t, s, "", layerTar(t, map[string]string{"a": "a"}))
+	kept := unpack(t, s, base, layerTar(t, map[string]string{"kept": "1"}))
+	dropped := unpack(t, s, base, layerTar(t, map[string]string{"dropped": "1"}))
+	droppedTop := unpack(t, s, dropped, layerTar(t, map[string]string{"top": "1"}))
+	used := unpack(t, s, "", layerTar(t, map[string]string{"used by a container": "1"}))
+	orphan := unpack(t, s, "", layerTar(t, map[string]string{"orphan": "1"}))
+	if _, err := s.Prepare(ctx, "container", used); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := s.GC(ctx, []digest.Digest{kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(removed, " ")
+	// Children first.
+	if got != strings.Join([]string{orphan.String(), droppedTop.String(), dropped.String()}, " ") {
+		t.Fatalf("GC removed %v", removed)
+	}
+	for _, k := range []digest.Digest{base, kept, used} {
+		if !s.Exists(k) {
+			t.Errorf("GC removed needed layer %s", k)
+		}
+	}
+	if _, err := s.Stat(ctx, "container"); err != nil {
+		t.Errorf("GC removed the container snapshot: %v", err)
+	}
+}
