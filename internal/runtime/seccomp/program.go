@@ -100,7 +100,11 @@ func compileBPF(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 		return nil, errdefs.InvalidArgument(err)
 	}
 	defer filter.Release()
-	return export(filter)
+	insns, err := export(filter)
+	if err != nil {
+		return nil, err
+	}
+	return withEnosysStub(s, insns), nil
 }
 
 // Load builds the profile's filter and installs it for the calling thread
@@ -281,7 +285,7 @@ func cacheKey(s *specs.LinuxSeccomp) (string, error) {
 	}
 	major, minor, micro := libseccomp.GetLibraryVersion()
 	h := sha256.New()
-	fmt.Fprintf(h, "berth-seccomp-cache-1 %s libseccomp-%d.%d.%d\n", runtime.GOARCH, major, minor, micro)
+	fmt.Fprintf(h, "berth-seccomp-cache-2 %s libseccomp-%d.%d.%d\n", runtime.GOARCH, major, minor, micro)
 	h.Write(rules)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

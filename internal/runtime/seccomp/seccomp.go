@@ -9,6 +9,9 @@
 // exact flags the profile asks for: libseccomp-golang always requests
 // SECCOMP_FILTER_FLAG_TSYNC and may set no_new_privs itself, while the
 // runtime-spec leaves both to the profile and to process.noNewPrivileges.
+// Like runc, a deny-by-default (SCMP_ACT_ERRNO) profile answers ENOSYS for
+// syscalls newer than any it names (see enosys.go), so that programs fall
+// back from syscalls the profile's author could not know.
 package seccomp
 
 import (
