@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -102,3 +103,5 @@ func TestDaemonHostPrecedence(t *testing.T) {
 		t.Errorf("-H: %s", h)
 	}
 }
+
+func testContext() context.Context { return context.Background() }
