@@ -185,7 +185,7 @@ func runChildSpec(t *testing.T, cs childSpec) result {
 	default:
 		t.Fatalf("run child: %v", err)
 	}
-	t.Logf("child %v: exit %d signal %v output %q", args, r.code, r.sig, r.out)
+	t.Logf("child %v: exit %d, signal %d, output %q", args, r.code, int(r.sig), r.out)
 	return r
 }
 
@@ -585,22 +585,25 @@ func TestLoadDeniedExecveIsReported(t *testing.T) {
 	}
 }
 
-// agent accepts one connection on a listener socket, checks the state and
-// answers the child's notifications with EROFS until the connection's
-// listener fd reports the child gone.
+// agentResult is what a test seccomp agent saw: it accepts one connection,
+// decodes the container process state, takes the listener fd from it and
+// answers every notification with EROFS until the filtered process is gone.
 type agentResult struct {
 	state    specs.ContainerProcessState
 	notified []string
 	err      error
 }
 
-func runAgent(t *testing.T, sock string) <-chan agentResult {
+// runAgent serves sock; the result comes once stop was called (after the
+// child exited), so a child that never connects cannot hang the test.
+func runAgent(t *testing.T, sock string) (result <-chan agentResult, stop func()) {
 	t.Helper()
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	stop = func() { l.Close() }
+	t.Cleanup(stop)
 	ch := make(chan agentResult, 1)
 	go func() {
 		var res agentResult
@@ -659,7 +662,7 @@ func runAgent(t *testing.T, sock string) <-chan agentResult {
 			}
 		}
 	}()
-	return ch
+	return ch, stop
 }
 
 func TestLoadNotifySendsListenerToAgent(t *testing.T) {
@@ -671,13 +674,14 @@ func TestLoadNotifySendsListenerToAgent(t *testing.T) {
 				}
 			}
 			sock := filepath.Join(t.TempDir(), "agent.sock")
-			agent := runAgent(t, sock)
+			agent, stop := runAgent(t, sock)
 			p := allowWith(specs.LinuxSyscall{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify})
 			p.ListenerPath = sock
 			p.ListenerMetadata = "berth-test-metadata"
 			p.Flags = fl
 			dir := filepath.Join(t.TempDir(), "made")
 			r := runChild(t, p, "", "sh", "-c", "echo ok; mkdir "+dir)
+			stop()
 			res := <-agent
 			if res.err != nil {
 				t.Fatalf("agent: %v", res.err)
