@@ -220,7 +220,7 @@ func (x *extractor) run(tr *tar.Reader) error {
 	// Directory times last: creating children changed them. Deepest first.
 	for i := len(x.dirs) - 1; i >= 0; i-- {
 		d := x.dirs[i]
-		if err := x.setTimes(d.rel, d.atime, d.mtime); err != nil {
+		if err := x.setTimes(d.rel, d.atime, d.mtime); err != nil && !errors.Is(err, unix.ENOENT) { // ENOENT: removed by a later entry
 			return fmt.Errorf("entry %q: set times: %w", d.rel, err)
 		}
 	}

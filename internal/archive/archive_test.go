@@ -300,6 +300,12 @@ func TestApplyEscapes(t *testing.T) {
 		{"hardlink through symlink", func(string) []entry {
 			return []entry{symlink("etc", "/etc"), hardlink("shadow", "etc/shadow")}
 		}, true, nil},
+		{"hardlink to a symlink to outside", func(o string) []entry {
+			return []entry{symlink("evil", o+"/victim"), hardlink("x", "evil"), symlink("evildir", o), hardlink("y", "evildir/victim")}
+		}, true, nil},
+		{"directory removed by a later whiteout", func(string) []entry {
+			return []entry{dir("gone/", 0o755), file("gone/f", "x", 0o644), file(".wh.gone", "", 0o644)}
+		}, false, func(string) []string { return []string{"gone"} }},
 		{"whiteout through symlink", func(o string) []entry {
 			return []entry{symlink("link", o), file("link/.wh.victim", "", 0o644)}
 		}, true, nil},
