@@ -269,7 +269,7 @@ func (e *Engine) gc(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var roots []digest.Digest
+	var roots, tops []digest.Digest
 	keep := map[string]bool{}
 	for _, rec := range imgs {
 		roots = append(roots, rec.Target.Digest, rec.Manifest.Digest, rec.ID)
@@ -277,8 +277,12 @@ func (e *Engine) gc(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("garbage collection: %w", err)
 		}
-		for _, c := range chainIDs(li.config.RootFS.DiffIDs) {
+		chains := chainIDs(li.config.RootFS.DiffIDs)
+		for _, c := range chains {
 			keep[c.String()] = true
+		}
+		if len(chains) > 0 {
+			tops = append(tops, chains[len(chains)-1])
 		}
 	}
 	sizes := map[digest.Digest]int64{}
@@ -291,32 +295,24 @@ func (e *Engine) gc(ctx context.Context) (uint64, error) {
 	for _, d := range removed {
 		reclaimed += uint64(sizes[d])
 	}
-	// Remove unreferenced layer snapshots, children before parents.
-	parents := map[string]string{}
-	if err := e.snaps.Walk(ctx, func(key, parent string) error { parents[key] = parent; return nil }); err != nil {
-		return reclaimed, fmt.Errorf("walk snapshots: %w", err)
+	// Remove unreferenced layer snapshots (the snapshotter keeps the
+	// chains of tops and anything under a container's snapshot), counting
+	// their usage first.
+	usage := map[string]int64{}
+	_ = e.snaps.Walk(ctx, func(key, _ string) error {
+		if !keep[key] {
+			if u, err := e.snaps.Usage(ctx, key); err == nil {
+				usage[key] = u
+			}
+		}
+		return nil
+	})
+	removedSnaps, err := e.snaps.GC(ctx, tops)
+	if err != nil {
+		return reclaimed, fmt.Errorf("garbage collect snapshots: %w", err)
 	}
-	depth := func(k string) int {
-		n := 0
-		for p := parents[k]; p != "" && n < 1000; p = parents[p] {
-			n++
-		}
-		return n
-	}
-	var drop []string
-	for k := range parents {
-		if _, err := digest.Parse(k); err == nil && !keep[k] {
-			drop = append(drop, k)
-		}
-	}
-	sort.Slice(drop, func(i, j int) bool { return depth(drop[i]) > depth(drop[j]) })
-	for _, k := range drop {
-		if u, err := e.snaps.Usage(ctx, k); err == nil {
-			reclaimed += uint64(u)
-		}
-		if err := e.snaps.Remove(ctx, k); err != nil {
-			e.log.Warn("remove snapshot", "key", k, "err", err)
-		}
+	for _, k := range removedSnaps {
+		reclaimed += uint64(usage[k])
 	}
 	return reclaimed, nil
 }
