@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -429,5 +430,36 @@ func TestPullEscapingLayerStaysInside(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAuthenticatedPullPushAndLogin(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := testutil.StartTokenRegistry(t, "alice", "s3cret")
+	testutil.PushBusybox(t, reg.Addr, "private/bb:1", reg.RemoteOptions()...)
+	e := newEngine(t)
+	ref := reg.Addr + "/private/bb:1"
+	if _, err := e.Pull(ctx, ref, PullOptions{}); !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("anonymous pull of a private image: %v (want unauthorized)", err)
+	}
+	good := &Auth{Username: "alice", Password: "s3cret", ServerAddress: reg.Addr}
+	if _, err := e.Pull(ctx, ref, PullOptions{Auth: &Auth{Username: "alice", Password: "wrong"}}); !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("pull with a wrong password: %v (want unauthorized)", err)
+	}
+	if _, err := e.Pull(ctx, ref, PullOptions{Auth: good}); err != nil {
+		t.Fatalf("pull with credentials: %v", err)
+	}
+	if err := e.Tag(ctx, ref, reg.Addr+"/private/copy:2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Push(ctx, reg.Addr+"/private/copy:2", PushOptions{Auth: good}); err != nil {
+		t.Fatalf("push with credentials: %v", err)
+	}
+	if _, err := e.Login(ctx, *good); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if _, err := e.Login(ctx, Auth{Username: "alice", Password: "nope", ServerAddress: reg.Addr}); !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("login with a wrong password: %v (want unauthorized)", err)
 	}
 }
