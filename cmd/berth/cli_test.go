@@ -40,26 +40,11 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	testutil.RequiresRoot(t)
 	bins := buildBinaries(t)
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "exec", "berth.sock")
-	d := exec.Command(filepath.Join(bins, "berthd"), "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"))
-	var dlog bytes.Buffer
-	d.Stdout, d.Stderr = &dlog, &dlog
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- d.Wait() }()
-	t.Cleanup(func() {
-		_ = d.Process.Signal(syscall.SIGTERM)
-		<-exited
-	})
-	for i := 0; i < 400 && !answersSock(sock); i++ {
-		time.Sleep(25 * time.Millisecond)
-	}
+	sock := startBerthd(t, bins, dir)
 	berth := filepath.Join(bins, "berth")
 	h := "unix://" + sock
 	if out, errOut, err := run(t, nil, berth, "-H", h, "version"); err != nil || !strings.Contains(out, "Server: Berth Engine") {
-		t.Fatalf("version: %v\n%s%s\n%s", err, out, errOut, dlog.String())
+		t.Fatalf("version: %v\n%s%s", err, out, errOut)
 	}
 	layer, err := testutil.BusyboxTar()
 	if err != nil {
@@ -108,6 +93,32 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	}
 }
 
+// startBerthd runs the built berthd on temp dirs under dir until the test
+// ends, and returns its socket path once it answers.
+func startBerthd(t *testing.T, bins, dir string) string {
+	t.Helper()
+	sock := filepath.Join(dir, "exec", "berth.sock")
+	d := exec.Command(filepath.Join(bins, "berthd"), "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"))
+	var dlog bytes.Buffer
+	d.Stdout, d.Stderr = &dlog, &dlog
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- d.Wait() }()
+	t.Cleanup(func() {
+		_ = d.Process.Signal(syscall.SIGTERM)
+		<-exited
+	})
+	for i := 0; i < 400 && !answersSock(sock); i++ {
+		time.Sleep(25 * time.Millisecond)
+	}
+	if !answersSock(sock) {
+		t.Fatalf("berthd did not answer on %s\n%s", sock, dlog.String())
+	}
+	return sock
+}
+
 func answersSock(sock string) bool {
 	_, err := os.Stat(sock)
 	return err == nil && answers(testContext(), sock)
@@ -146,5 +157,48 @@ exit $status
 	}
 	if !strings.Contains(errb.String(), "starting") || !strings.Contains(errb.String(), "berthd") {
 		t.Errorf("berth did not say it started berthd: %q", errb.String())
+	}
+}
+
+func TestLoginPullLogout(t *testing.T) {
+	testutil.RequiresRoot(t)
+	reg := testutil.StartTokenRegistry(t, "alice", "s3cret")
+	testutil.PushBusybox(t, reg.Addr, "private/bb:1", reg.RemoteOptions()...)
+	bins := buildBinaries(t)
+	dir := t.TempDir()
+	sock := startBerthd(t, bins, dir)
+	cfgDir := filepath.Join(dir, "docker-config")
+	berth := func(stdin string, args ...string) (string, string, error) {
+		cmd := exec.Command(filepath.Join(bins, "berth"), append([]string{"-H", "unix://" + sock}, args...)...)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfgDir)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
+	if _, _, err := berth("", "pull", "-q", reg.Addr+"/private/bb:1"); err == nil {
+		t.Fatal("pull without login succeeded")
+	}
+	if out, errOut, err := berth("wrong\n", "login", "-u", "alice", "--password-stdin", reg.Addr); err == nil {
+		t.Fatalf("login with a wrong password: %s %s", out, errOut)
+	}
+	out, errOut, err := berth("s3cret\n", "login", "-u", "alice", "--password-stdin", reg.Addr)
+	if err != nil || !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("login: %v %q %q", err, out, errOut)
+	}
+	cfg, err := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	if err != nil || !strings.Contains(string(cfg), reg.Addr) {
+		t.Fatalf("config.json after login: %v %s", err, cfg)
+	}
+	if out, errOut, err := berth("", "pull", "-q", reg.Addr+"/private/bb:1"); err != nil || strings.TrimSpace(out) != reg.Addr+"/private/bb:1" {
+		t.Fatalf("pull after login: %v %q %q", err, out, errOut)
+	}
+	if out, _, err := berth("", "logout", reg.Addr); err != nil || !strings.Contains(out, "Removing login credentials for "+reg.Addr) {
+		t.Fatalf("logout: %v %q", err, out)
+	}
+	cfg, _ = os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	if strings.Contains(string(cfg), reg.Addr) {
+		t.Fatalf("credentials left after logout: %s", cfg)
 	}
 }
