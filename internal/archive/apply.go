@@ -183,7 +183,7 @@ type extractor struct {
 	buf  []byte
 
 	// The directory of the previous entry, kept open: tar entries come
-	// grouped by directory. Dropped whenever anything is removed.
+	// grouped by directory. Replaced when an entry lives elsewhere.
 	parentRel string
 	parentFd  int
 
@@ -252,22 +252,6 @@ func (x *extractor) dropParent() {
 	x.parentFd, x.parentRel = -1, ""
 }
 
-// remove removes base from dirfd, invalidating the cached parent, which may
-// lie below it.
-func (x *extractor) remove(dirfd int, base string) error {
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return err
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR && x.parentFd >= 0 && x.parentFd != dirfd {
-		x.dropParent()
-	}
-	return removeAt(dirfd, base)
-}
-
 func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	rel := cleanName(hdr.Name)
 	dirRel, base := path.Dir(rel), path.Base(rel)
@@ -279,7 +263,7 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return errdefs.InvalidArgument(errors.New("the layer root must be a directory"))
 		}
-		fd, err := unix.Open(x.root.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(x.root.fd(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
@@ -293,6 +277,9 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
+	}
+	if hdr.Typeflag == tar.TypeLink && cleanName(hdr.Linkname) == rel {
+		return nil // a hardlink to itself
 	}
 	if (hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock) && !x.opts.devices {
 		return nil
@@ -314,11 +301,10 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 		if hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			err, fresh = nil, false
 		} else {
-			if err := x.remove(dirfd, base); err != nil {
+			// dirfd is the entry's parent, which removing a child of it
+			// leaves valid.
+			if err := removeAt(dirfd, base); err != nil {
 				return fmt.Errorf("replace existing: %w", err)
-			}
-			if dirfd, err = x.parent(dirRel); err != nil {
-				return err
 			}
 			fd, err = x.create(dirfd, base, hdr)
 		}
@@ -425,11 +411,8 @@ func (x *extractor) whiteout(dirRel, base string) error {
 	if err != nil {
 		return err
 	}
-	if err := x.remove(dirfd, name); err != nil {
+	if err := removeAt(dirfd, name); err != nil {
 		return fmt.Errorf("remove whited-out %s: %w", name, err)
-	}
-	if dirfd, err = x.parent(dirRel); err != nil {
-		return err
 	}
 	if err := unix.Mknodat(dirfd, name, unix.S_IFCHR, 0); err != nil {
 		return fmt.Errorf("create overlay whiteout %s: %w", name, err)
