@@ -433,3 +433,16 @@ func TestApplyReplace(t *testing.T) {
 		t.Errorf("z/keep: %v", err)
 	}
 }
+
+// The same extraction and escape checks through the path Apply takes when
+// the kernel has no openat2 (before 5.6): every lookup goes through
+// pathrs-lite, which on this kernel still uses openat2 itself but whose
+// results Apply must then handle the same way.
+func TestApplyThroughPathrs(t *testing.T) {
+	noOpenat2.Store(true)
+	defer noOpenat2.Store(false)
+	t.Run("escapes", TestApplyEscapes)
+	t.Run("replace", TestApplyReplace)
+	t.Run("full", TestApply)
+	t.Run("roundtrip", TestDiffRoundTrip)
+}
