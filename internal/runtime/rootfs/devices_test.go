@@ -186,24 +186,14 @@ func TestDeviceListValidation(t *testing.T) {
 	}
 }
 
-// TestPrepareRefusesNoMountNamespace: without a mount namespace of its
-// own, Prepare would change the runtime's mounts; it refuses before
-// touching anything.
-func TestPrepareRefusesNoMountNamespace(t *testing.T) {
-	s := baseSpec()
-	var ns []specs.LinuxNamespace
-	for _, n := range s.Linux.Namespaces {
-		if n.Type != specs.MountNamespace {
-			ns = append(ns, n)
-		}
-	}
-	s.Linux.Namespaces = ns
-	err := Prepare(&Config{Spec: s, Rootfs: "/nonexistent-rootfs"})
-	if !errors.Is(err, errdefs.ErrFailedPrecond) {
-		t.Fatalf("Prepare without a mount namespace = %v", err)
-	}
+// TestPrepareRejectsBadRoot: a relative rootfs is refused before anything
+// is touched.
+func TestPrepareRejectsBadRoot(t *testing.T) {
 	if err := Prepare(&Config{Spec: baseSpec(), Rootfs: "relative"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("Prepare with a relative rootfs = %v", err)
+	}
+	if err := Prepare(&Config{Rootfs: "/x"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("Prepare without a spec = %v", err)
 	}
 }
 

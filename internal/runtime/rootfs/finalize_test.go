@@ -292,3 +292,47 @@ func TestRootlessSpec(t *testing.T) {
 	}
 	runChildUserNS(t, args{Rootfs: newRootfs(t), Spec: s})
 }
+
+// TestNoMountNamespace: a spec without a mount namespace shares the
+// caller's; the mounts are made there under the rootfs, which the caller
+// then chroots into, and the propagation of the caller's "/" is kept.
+func TestNoMountNamespace(t *testing.T) {
+	if isChild() {
+		a := childArgsOf(t)
+		// Stand-in for a caller whose "/" is shared.
+		must(t, unix.Mount("", "/", "", unix.MS_SHARED, ""))
+		c := &Config{Spec: a.Spec, Rootfs: a.Rootfs}
+		if err := Prepare(c); err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		if m := topMount(t, "/"); !containsField(m.Optional, "shared:") {
+			t.Errorf("Prepare changed the propagation of the caller's /: %+v", m)
+		}
+		if m := topMount(t, filepath.Join(a.Rootfs, "proc")); m.FSType != "proc" {
+			t.Errorf("proc not mounted under the rootfs: %+v", m)
+		}
+		must(t, unix.Chroot(a.Rootfs))
+		must(t, unix.Chdir("/"))
+		if err := Finalize(c); err != nil {
+			t.Fatalf("Finalize: %v", err)
+		}
+		if err := writable("/"); !errors.Is(err, unix.EROFS) {
+			t.Errorf("/ with root.readonly: %v", err)
+		}
+		if err := os.WriteFile("/proc/sys/kernel/hostname", []byte("x"), 0); !errors.Is(err, unix.EROFS) {
+			t.Errorf("write /proc/sys/kernel/hostname: %v", err)
+		}
+		return
+	}
+	s := baseSpec()
+	s.Root.Readonly = true
+	s.Linux.ReadonlyPaths = []string{"/proc/sys"}
+	var ns []specs.LinuxNamespace
+	for _, n := range s.Linux.Namespaces {
+		if n.Type != specs.MountNamespace {
+			ns = append(ns, n)
+		}
+	}
+	s.Linux.Namespaces = ns
+	runChild(t, args{Rootfs: newRootfs(t), Spec: s}, 0)
+}

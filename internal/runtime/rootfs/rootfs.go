@@ -56,24 +56,23 @@ func rootPropagation(spec *specs.Spec) (setup, final uintptr, err error) {
 	return 0, 0, errdefs.InvalidArgument(fmt.Errorf("linux.rootfsPropagation %q is not one of shared, slave, private, unbindable", name))
 }
 
-// Prepare runs in the container's new mount namespace before Pivot (a spec
-// without a mount namespace is refused, since the mounts would change the
-// runtime's own namespace). Relative bind sources are resolved against the
-// current directory, which the caller makes the bundle directory. It sets
+// Prepare runs in the container's new mount namespace before Pivot. It sets
 // the propagation of "/" (rslave, or private when linux.rootfsPropagation
 // asks for it), bind-mounts the rootfs onto itself, performs spec.Mounts in
 // order and, unless /dev is a bind mount, creates the default devices, the
-// configured linux.devices and the standard /dev symlinks.
+// configured linux.devices and the standard /dev symlinks. Relative bind
+// sources are resolved against the current directory, which the caller
+// makes the bundle directory.
+//
+// A spec without a mount namespace shares the caller's: as with runc and
+// crun, the mounts are then made there, under the rootfs, but the
+// propagation of the caller's "/" is left alone.
 func Prepare(c *Config) error {
 	if c == nil || c.Spec == nil {
 		return errdefs.InvalidArgument(errors.New("prepare rootfs: no spec"))
 	}
 	if !filepath.IsAbs(c.Rootfs) {
 		return errdefs.InvalidArgument(fmt.Errorf("prepare rootfs: root %q is not an absolute path", c.Rootfs))
-	}
-	if !hasMountNamespace(c.Spec) {
-		// Every mount here would land in the runtime's own namespace.
-		return errdefs.FailedPrecondition(errors.New("prepare rootfs: the spec has no mount namespace: refusing to change the mounts of the runtime's namespace"))
 	}
 	setup, _, err := rootPropagation(c.Spec)
 	if err != nil {
@@ -83,8 +82,10 @@ func Prepare(c *Config) error {
 	if err != nil {
 		return fmt.Errorf("prepare rootfs: %w", err)
 	}
-	if err := unix.Mount("", "/", "", setup, ""); err != nil {
-		return fmt.Errorf("prepare rootfs: set propagation of / to %s: %w", mount.PropagationName(setup), err)
+	if hasMountNamespace(c.Spec) {
+		if err := unix.Mount("", "/", "", setup, ""); err != nil {
+			return fmt.Errorf("prepare rootfs: set propagation of / to %s: %w", mount.PropagationName(setup), err)
+		}
 	}
 	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("prepare rootfs: bind %s onto itself: %w", c.Rootfs, err)
