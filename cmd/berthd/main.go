@@ -265,10 +265,8 @@ func closeAll(ls []net.Listener) {
 func writePidfile(path string) error {
 	if data, err := os.ReadFile(path); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid != os.Getpid() {
-			if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
-				if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "berthd" {
-					return fmt.Errorf("pid file %s names berthd process %d, which is still running", path, pid)
-				}
+			if liveBerthd(pid) {
+				return fmt.Errorf("pid file %s names berthd process %d, which is still running", path, pid)
 			}
 		}
 	}
@@ -279,6 +277,21 @@ func writePidfile(path string) error {
 		return fmt.Errorf("write pid file %s: %w", path, err)
 	}
 	return nil
+}
+
+// liveBerthd reports whether pid is a running (not zombie) berthd.
+func liveBerthd(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	s := string(stat)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || end+2 >= len(s) {
+		return false
+	}
+	return s[open+1:end] == "berthd" && s[end+2] != 'Z' && s[end+2] != 'X'
 }
 
 // daemonID returns the daemon's stable ID, created on first start.
