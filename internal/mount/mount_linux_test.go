@@ -222,3 +222,41 @@ func TestMountPropagationInNamespace(t *testing.T) {
 		t.Errorf("mounts missing: %v", want)
 	}
 }
+
+// TestMountOnDescriptorIgnoresSwap: a target given as a descriptor stays
+// the inode it was opened on, even when its path is swapped for a symlink
+// to somewhere else afterwards (the CVE-2021-30465 race, made
+// deterministic).
+func TestMountOnDescriptorIgnoresSwap(t *testing.T) {
+	if !inNamespace(t) {
+		return
+	}
+	dir := t.TempDir()
+	target, moved, outside := filepath.Join(dir, "target"), filepath.Join(dir, "moved"), filepath.Join(dir, "outside")
+	for _, d := range []string{target, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd, err := os.OpenFile(target, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := os.Rename(target, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, target); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Mount{Type: "tmpfs", Source: "swap-test"}).Mount("/proc/self/fd/" + strconv.Itoa(int(fd.Fd()))); err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() { Unmount(moved, unix.MNT_DETACH) })
+	if _, fstype, _, ok := mountAt(t, outside); ok {
+		t.Errorf("the mount followed the swapped-in symlink to %s (%s)", outside, fstype)
+	}
+	if _, fstype, _, ok := mountAt(t, moved); !ok || fstype != "tmpfs" {
+		t.Errorf("the mount is not on the inode the descriptor names: %v %s", ok, fstype)
+	}
+}

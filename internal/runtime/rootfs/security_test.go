@@ -3,6 +3,7 @@ package rootfs
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -204,4 +205,65 @@ func TestMaskVerifiesDevNull(t *testing.T) {
 	s := baseSpec()
 	s.Linux.MaskedPaths = []string{"/etc/hostname"}
 	runChild(t, args{Rootfs: newRootfs(t), Spec: s}, 0)
+}
+
+// TestSymlinkSwapRace: while Prepare runs, another thread keeps swapping a
+// directory on the mount targets' path for a symlink to a host directory
+// (the CVE-2021-30465 attack). Prepare may fail, but no mount and no
+// created file may ever land outside the rootfs.
+func TestSymlinkSwapRace(t *testing.T) {
+	if isChild() {
+		a := childArgsOf(t)
+		host := a.Extra["host"]
+		for i := range 20 {
+			rootfs := filepath.Join(a.Extra["roots"], strconv.Itoa(i))
+			swap := filepath.Join(rootfs, "swap")
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					os.Rename(swap, swap+"-dir")
+					os.Symlink(host, swap)
+					os.Remove(swap)
+					os.Rename(swap+"-dir", swap)
+				}
+			}()
+			err := Prepare(&Config{Spec: a.Spec, Rootfs: rootfs})
+			close(stop)
+			<-done
+			t.Logf("round %d: Prepare: %v", i, err)
+			for _, m := range mounts(t) {
+				if m.Point == host || strings.HasPrefix(m.Point, host+"/") {
+					t.Fatalf("round %d: mount escaped the rootfs: %+v", i, m)
+				}
+			}
+		}
+		return
+	}
+	host := t.TempDir()
+	roots := t.TempDir()
+	for i := range 20 {
+		r := filepath.Join(roots, strconv.Itoa(i))
+		must(t, os.MkdirAll(filepath.Join(r, "swap"), 0o755))
+		// The link's target exists inside the rootfs too, so following it
+		// (inside the rootfs) succeeds.
+		must(t, os.MkdirAll(filepath.Join(r, host), 0o755))
+	}
+	s := baseSpec()
+	s.Mounts = nil
+	for i := range 8 {
+		s.Mounts = append(s.Mounts, specMount("/swap/d"+strconv.Itoa(i), "tmpfs", "tmpfs"),
+			specMount("/swap/f"+strconv.Itoa(i), "bind", "/etc/hostname", "bind"))
+	}
+	s.Linux.Devices = nil
+	runChild(t, args{Spec: s, Extra: map[string]string{"host": host, "roots": roots}}, 0)
+	if entries, err := os.ReadDir(host); err != nil || len(entries) != 0 {
+		t.Errorf("the race created files outside the rootfs: %v %v", entries, err)
+	}
 }
