@@ -175,6 +175,9 @@ func (c *Config) mountOne(root *os.File, m specs.Mount) error {
 			return fmt.Errorf("mount %s on %s: %w", m.Type, dest, err)
 		}
 		defer t.Close()
+		if err := checkProcTarget(t, dest); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.Type, dest, err)
+		}
 		return mnt.Mount(fdPath(t))
 	}
 	t, err := mkTarget(root, dest, false)
@@ -182,12 +185,38 @@ func (c *Config) mountOne(root *os.File, m specs.Mount) error {
 		return fmt.Errorf("mount %s on %s: %w", m.Type, dest, err)
 	}
 	defer t.Close()
+	if err := checkProcTarget(t, dest); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.Type, dest, err)
+	}
 	if o.Flags&unix.MS_REMOUNT == 0 {
 		if st, err := fstat(t); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return errdefs.InvalidArgument(fmt.Errorf("mount %s on %s: target is a %s, not a directory", m.Type, dest, typeName(st.Mode)))
 		}
 	}
 	return mnt.Mount(fdPath(t))
+}
+
+// procMountable are the files inside a container's procfs a spec mount may
+// cover (what lxcfs provides); anything else there, such as
+// /proc/self/attr (CVE-2019-16884), is refused.
+var procMountable = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/pressure/cpu": true, "/proc/pressure/io": true, "/proc/pressure/memory": true,
+	"/proc/net/dev": true, "/proc/sys/kernel/ns_last_pid": true,
+}
+
+// checkProcTarget refuses a mount onto something inside a procfs mounted
+// in the container, except /proc itself and the files of procMountable.
+func checkProcTarget(t *os.File, dest string) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(t.Fd()), &fs); err != nil {
+		return fmt.Errorf("statfs target: %w", err)
+	}
+	if fs.Type != unix.PROC_SUPER_MAGIC || dest == "/proc" || procMountable[dest] {
+		return nil
+	}
+	return errdefs.InvalidArgument(fmt.Errorf("%s is inside procfs, where only files like /proc/cpuinfo, /proc/meminfo and /proc/uptime may be mounted over", dest))
 }
 
 // mountBind binds a host path onto a target inside root. The source is
@@ -212,6 +241,9 @@ func mountBind(root *os.File, m mount.Mount) error {
 	tst, err := fstat(t)
 	if err != nil {
 		return fmt.Errorf("bind %s on %s: stat target: %w", m.Source, m.Target, err)
+	}
+	if err := checkProcTarget(t, m.Target); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", m.Source, m.Target, err)
 	}
 	if tgtDir := tst.Mode&unix.S_IFMT == unix.S_IFDIR; tgtDir != srcDir {
 		return errdefs.InvalidArgument(fmt.Errorf("bind %s on %s: source is a %s but target is a %s",

@@ -1,12 +1,14 @@
 package rootfs
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/berth-project/berth/internal/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -129,6 +131,19 @@ func TestProcTarget(t *testing.T) {
 				t.Errorf("Prepare with a bad proc or sys target in %s: %v", r, err)
 			}
 		}
+		// Inside the container's procfs only lxcfs-style files may be
+		// covered; /proc/self/attr (CVE-2019-16884) may not.
+		s := baseSpec()
+		s.Mounts = append(s.Mounts[:1], specMount("/proc/self/attr/current", "bind", "/etc/hostname", "bind"))
+		err := Prepare(&Config{Spec: s, Rootfs: a.Extra["procattr"]})
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "inside procfs") {
+			t.Errorf("bind onto /proc/self/attr/current: %v", err)
+		}
+		s.Mounts = append(s.Mounts[:1], specMount("/proc/uptime", "bind", "/proc/uptime", "bind"),
+			specMount("/proc/sys/kernel/ns_last_pid", "bind", "/etc/hostname", "bind"))
+		if err := Prepare(&Config{Spec: s, Rootfs: a.Extra["procok"]}); err != nil {
+			t.Errorf("bind onto /proc/uptime: %v", err)
+		}
 		for _, m := range mounts(t) {
 			if (m.FSType == "proc" || m.FSType == "sysfs") && (strings.Contains(m.Point, "/tmp/fakeproc") ||
 				m.Point == filepath.Join(a.Extra["file"], "proc") || m.Point == filepath.Join(a.Extra["syssymlink"], "tmp")) {
@@ -147,7 +162,8 @@ func TestProcTarget(t *testing.T) {
 	sys := newRootfs(t)
 	must(t, os.Remove(filepath.Join(sys, "sys")))
 	must(t, os.Symlink("/tmp", filepath.Join(sys, "sys")))
-	runChild(t, args{Spec: baseSpec(), Extra: map[string]string{"symlink": symlinked, "file": file, "syssymlink": sys}}, 0)
+	runChild(t, args{Spec: baseSpec(), Extra: map[string]string{"symlink": symlinked, "file": file, "syssymlink": sys,
+		"procattr": newRootfs(t), "procok": newRootfs(t)}}, 0)
 }
 
 // TestMaskVerifiesDevNull is the CVE-2025-31133 class: masking binds
