@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -51,8 +52,22 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
-// ProgressFunc receives the messages of a JSON progress stream.
+// ProgressFunc receives the messages of a JSON progress stream. The engine
+// calls it from one goroutine at a time.
 type ProgressFunc func(jsonstream.Message)
+
+// serialized returns f guarded by a mutex (nil stays nil).
+func (f ProgressFunc) serialized() ProgressFunc {
+	if f == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	return func(m jsonstream.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		f(m)
+	}
+}
 
 // Auth is a registry credential as the Docker API carries it.
 type Auth struct {
@@ -71,9 +86,13 @@ type Engine struct {
 	snaps   *snapshot.Snapshotter
 	meta    *metadata.DB
 
-	// gcLock: operations that add content hold it shared; garbage
-	// collection holds it exclusively, so it never sees half a pull.
-	gcLock sync.RWMutex
+	// gcLock: operations that add or read content hold it shared (hold);
+	// garbage collection holds it exclusively, so it never sees half a
+	// pull. GC never waits for it: when it is busy, the collection is
+	// marked pending and runs when the last holder lets go.
+	gcLock    sync.RWMutex
+	gcPending atomic.Bool
+	gcRuns    sync.WaitGroup
 	// nameLock serialises the check-then-change sequences on names.
 	nameLock sync.Mutex
 
@@ -116,8 +135,29 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	return &Engine{cfg: cfg, log: cfg.Logger, content: cs, snaps: sn, meta: md, flights: map[digest.Digest]*flight{}}, nil
 }
 
-// Close releases the metadata database.
-func (e *Engine) Close() error { return e.meta.Close() }
+// Close waits for a deferred garbage collection and releases the metadata
+// database.
+func (e *Engine) Close() error {
+	e.gcRuns.Wait()
+	return e.meta.Close()
+}
+
+// hold keeps garbage collection away until the returned release is called.
+func (e *Engine) hold() (release func()) {
+	e.gcLock.RLock()
+	return func() {
+		e.gcLock.RUnlock()
+		if e.gcPending.Load() {
+			e.gcRuns.Add(1)
+			go func() {
+				defer e.gcRuns.Done()
+				if _, err := e.gc(context.Background()); err != nil {
+					e.log.Warn("deferred garbage collection", "err", err)
+				}
+			}()
+		}
+	}
+}
 
 // Stats counts what the engine holds, for /info.
 type Stats struct {
@@ -260,11 +300,20 @@ func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 	return out
 }
 
-// gc removes every blob and layer snapshot no image references. The caller
-// must not hold gcLock.
+// gc removes every blob and layer snapshot no image references, and
+// returns the bytes reclaimed. When a pull, push, load or save is under way
+// it only marks the collection pending (the last of them runs it) and
+// returns 0. The caller must not hold gcLock.
 func (e *Engine) gc(ctx context.Context) (uint64, error) {
-	e.gcLock.Lock()
+	if !e.gcLock.TryLock() {
+		e.gcPending.Store(true)
+		// The holder may have let go before the mark: try once more.
+		if !e.gcLock.TryLock() {
+			return 0, nil
+		}
+	}
 	defer e.gcLock.Unlock()
+	e.gcPending.Store(false)
 	imgs, err := e.meta.Images()
 	if err != nil {
 		return 0, err

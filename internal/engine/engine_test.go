@@ -463,3 +463,29 @@ func TestAuthenticatedPullPushAndLogin(t *testing.T) {
 		t.Fatalf("login with a wrong password: %v (want unauthorized)", err)
 	}
 }
+
+func TestGCWaitsForActiveOperations(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	e := newEngine(t)
+	layer, err := testutil.BusyboxTar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Import(ctx, bytes.NewReader(layer), ImportOptions{Ref: "gc/test:1"}); err != nil {
+		t.Fatal(err)
+	}
+	release := e.hold() // as a pull in progress would
+	resp, err := e.Remove(ctx, "gc/test:1", RemoveOptions{})
+	if err != nil || !hasDeleted(resp) {
+		t.Fatalf("remove during an operation: %+v %v", resp, err)
+	}
+	if n := countBlobs(t, e); n == 0 {
+		t.Fatal("blobs collected while an operation held the store")
+	}
+	release()
+	e.gcRuns.Wait()
+	if n := countBlobs(t, e); n != 0 {
+		t.Fatalf("%d blobs left after the deferred collection", n)
+	}
+}

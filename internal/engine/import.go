@@ -96,8 +96,7 @@ func (e *Engine) Import(ctx context.Context, r io.Reader, opts ImportOptions) (d
 	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
 	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: diffID, Size: n}
 
-	e.gcLock.RLock()
-	defer e.gcLock.RUnlock()
+	defer e.hold()()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}

@@ -168,8 +168,7 @@ func (e *Engine) Load(ctx context.Context, r io.Reader, opts LoadOptions) error 
 	if err != nil {
 		return err
 	}
-	e.gcLock.RLock()
-	defer e.gcLock.RUnlock()
+	defer e.hold()()
 
 	// Names from manifest.json, by config path.
 	var dm []dockerManifestEntry

@@ -140,9 +140,8 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 			return "", err
 		}
 	}
-	prog := opts.Progress
-	e.gcLock.RLock()
-	defer e.gcLock.RUnlock()
+	prog := opts.Progress.serialized()
+	defer e.hold()()
 
 	client := e.registryClient(opts.Auth, ref)
 	target, err := client.Resolve(ctx, ref)

@@ -48,9 +48,8 @@ func (e *Engine) Push(ctx context.Context, refStr string, opts PushOptions) erro
 	if err != nil {
 		return err
 	}
-	e.gcLock.RLock()
-	defer e.gcLock.RUnlock()
-	prog := opts.Progress
+	defer e.hold()()
+	prog := opts.Progress.serialized()
 	if ref.Tag != "" {
 		prog.send(jsonstream.Message{Status: fmt.Sprintf("The push refers to repository [%s]", ref.Name())})
 	}

@@ -96,8 +96,7 @@ type dockerManifestEntry struct {
 // OCI image layout: oci-layout, index.json, blobs/sha256/..., plus Docker's
 // manifest.json and repositories.
 func (e *Engine) Save(ctx context.Context, w io.Writer, plan *SavePlan) error {
-	e.gcLock.RLock()
-	defer e.gcLock.RUnlock()
+	defer e.hold()()
 	tw := tar.NewWriter(w)
 	mtime := time.Unix(0, 0)
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "blobs/", Mode: 0o755, ModTime: mtime}); err != nil {
