@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -262,6 +263,7 @@ func TestSymlinkSwapRace(t *testing.T) {
 		}
 		return
 	}
+	testutil.RequiresRoot(t)
 	host := t.TempDir()
 	roots := t.TempDir()
 	for i := range 20 {
