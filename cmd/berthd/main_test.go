@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/berth-project/berth/internal/testutil"
 )
 
 // buildBerthd compiles berthd into a temp dir.
@@ -190,5 +193,39 @@ func TestConfigFile(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("insecure registries from config file missing: %v", info.Info.RegistryConfig.InsecureRegistryCIDRs)
+	}
+}
+
+func TestTCPWithTLS(t *testing.T) {
+	bin := buildBerthd(t)
+	dir := t.TempDir()
+	cert, key, err := testutil.SelfSignedCert(dir, "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := testutil.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	d := startDaemon(t, bin, "-H", "tcp://"+addr, "--tls", "--tlscert", cert, "--tlskey", key)
+	c, err := client.New(client.WithHost("tcp://"+addr), client.WithTLSClientConfig(cert, "", ""), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var lastErr error
+	for i := 0; i < 400; i++ {
+		if _, lastErr = c.Ping(context.Background(), client.PingOptions{}); lastErr == nil {
+			break
+		}
+		select {
+		case err := <-d.exited:
+			t.Fatalf("berthd exited: %v\n%s", err, d.log)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("ping over TLS: %v\n%s", lastErr, d.log)
 	}
 }

@@ -9,6 +9,7 @@ package metadata
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,6 +61,9 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("create metadata directory %s: %w", filepath.Dir(path), err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, errdefs.Conflict(fmt.Errorf("open metadata database %s: it is locked by another process (is another berthd using this data root?)", path))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
 	}

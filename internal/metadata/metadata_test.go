@@ -65,3 +65,15 @@ func TestImagesAndNames(t *testing.T) {
 		t.Fatalf("bad id accepted: %v", err)
 	}
 }
+
+func TestOpenLocked(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "meta.db")
+	db, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := Open(p); !errdefs.IsConflict(err) {
+		t.Fatalf("second open of a locked database: %v", err)
+	}
+}
