@@ -397,23 +397,25 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 	case info.Kind == KindActive && len(lowers) == 0:
 		m = mount.Mount{Type: "bind", Source: s.fsDir(info), Options: []string{"bind", "rw"}}
 	case info.Kind == KindActive:
-		m = mount.Mount{Type: "overlay", Source: "overlay", Options: []string{
+		m = mount.Mount{Type: "overlay", Source: "overlay", Options: append([]string{
 			"workdir=" + filepath.Join(s.dir(info), "work"),
 			"upperdir=" + s.fsDir(info),
-			"lowerdir=" + strings.Join(lowers, ":"),
-		}}
+		}, lowerdirOptions(lowers)...)}
 	case len(lowers) == 0:
 		m = mount.Mount{Type: "bind", Source: s.fsDir(info), Options: []string{"bind", "ro"}}
 	case len(lowers) == 1:
 		m = mount.Mount{Type: "bind", Source: lowers[0], Options: []string{"bind", "ro"}}
 	default:
-		m = mount.Mount{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + strings.Join(lowers, ":")}}
+		m = mount.Mount{Type: "overlay", Source: "overlay", Options: append([]string{"ro"}, lowerdirOptions(lowers)...)}
 	}
 	if m.Type == "overlay" {
+		if len(lowers) > maxOverlayLayers {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("mounts of snapshot %s: %d layers, more than overlayfs stacks (%d)", key, len(lowers), maxOverlayLayers))
+		}
 		if s.indexOff {
 			m.Options = append(m.Options, "index=off")
 		}
-		if n := len(strings.Join(m.Options, ",")); n >= unix.Getpagesize() {
+		if n := len(strings.Join(m.Options, ",")); n >= unix.Getpagesize() && !appendLowerdir() {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("mounts of snapshot %s: %d layers make overlay options of %d bytes, more than a page", key, len(lowers), n))
 		}
 	}
@@ -582,6 +584,47 @@ func (s *Snapshotter) Diff(ctx context.Context, w io.Writer, key string) error {
 		return fmt.Errorf("diff snapshot %s: %w", key, err)
 	}
 	return nil
+}
+
+// maxOverlayLayers is overlayfs's limit on lower layers.
+const maxOverlayLayers = 500
+
+// maxFsconfigString is the longest string value fsconfig(2) takes.
+const maxFsconfigString = 255
+
+// lowerdirOptions lists the layer directories (newest first) as overlay
+// options: one "lowerdir=a:b:c", the form every mount path understands,
+// unless that is longer than fsconfig(2) accepts and the kernel (6.8 or
+// later) takes one "lowerdir+=" option per layer instead.
+func lowerdirOptions(lowers []string) []string {
+	joined := strings.Join(lowers, ":")
+	if len(joined) <= maxFsconfigString || !appendLowerdir() {
+		return []string{"lowerdir=" + joined}
+	}
+	opts := make([]string, len(lowers))
+	for i, l := range lowers {
+		opts[i] = "lowerdir+=" + l
+	}
+	return opts
+}
+
+var (
+	appendLowerdirOnce sync.Once
+	appendLowerdirOK   bool
+)
+
+// appendLowerdir reports whether overlayfs takes "lowerdir+" (Linux 6.8).
+func appendLowerdir() bool {
+	appendLowerdirOnce.Do(func() {
+		var u unix.Utsname
+		if unix.Uname(&u) != nil {
+			return
+		}
+		var major, minor int
+		fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+		appendLowerdirOK = major > 6 || major == 6 && minor >= 8
+	})
+	return appendLowerdirOK
 }
 
 func syncfs(dir string) error {

@@ -524,3 +524,32 @@ func TestGC(t *testing.T) {
 		t.Errorf("GC removed the container snapshot: %v", err)
 	}
 }
+
+// A deep chain mounts with every layer in order: later layers win.
+func TestDeepChain(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	s := newSnapshotter(t)
+	var parent digest.Digest
+	for i := range 40 {
+		parent = unpack(t, s, parent, layerTar(t, map[string]string{
+			fmt.Sprintf("layer%02d", i): "x",
+			"top":                       fmt.Sprint(i),
+		}))
+	}
+	mounts, err := s.Prepare(ctx, "deep", parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := inMount(t, mounts, `ls | wc -l; cat top`)
+	if out != "41\n39" {
+		t.Fatalf("deep chain view: %q", out)
+	}
+	mounts, err = s.View(ctx, "deep-view", parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := inMount(t, mounts, `cat top layer00`); out != "39x" {
+		t.Fatalf("deep chain read-only view: %q", out)
+	}
+}
