@@ -406,10 +406,13 @@ func (e *Engine) finishLoad(ctx context.Context, target, manifestDesc ocispec.De
 			continue
 		}
 		e.nameLock.Lock()
-		_, err = e.meta.SetName(ref.String(), rec.ID)
+		prev, err := e.meta.SetName(ref.String(), rec.ID)
 		e.nameLock.Unlock()
 		if err != nil {
 			return err
+		}
+		if prev != "" && prev != rec.ID {
+			prog.send(jsonstream.Message{Stream: fmt.Sprintf("The image %s already exists, renaming the old one with ID %s to empty string\n", ref.Familiar(), prev)})
 		}
 		named = true
 		prog.send(jsonstream.Message{Stream: "Loaded image: " + ref.Familiar() + "\n"})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 
 	"github.com/moby/moby/api/types/jsonstream"
@@ -35,7 +36,35 @@ type pushAux struct {
 // registry: blobs the registry has are skipped, blobs of other repositories
 // on the same registry are mounted, then the manifest (or the whole index,
 // when every platform's content is local) is put under the tag.
+//
+// A repository name without tag or digest pushes every tag of it.
 func (e *Engine) Push(ctx context.Context, refStr string, opts PushOptions) error {
+	if name, err := image.ParseName(refStr); err == nil && name.Tag == "" && name.Digest == "" {
+		all, err := e.meta.Names()
+		if err != nil {
+			return err
+		}
+		var tags []string
+		for n := range all {
+			if r, err := image.ParseName(n); err == nil && r.Name() == name.Name() && r.Tag != "" {
+				tags = append(tags, r.String())
+			}
+		}
+		if len(tags) == 0 {
+			return errdefs.NotFound(fmt.Errorf("An image does not exist locally with the tag: %s", name.FamiliarName()))
+		}
+		sort.Strings(tags)
+		for _, t := range tags {
+			if err := e.pushOne(ctx, t, opts); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return e.pushOne(ctx, refStr, opts)
+}
+
+func (e *Engine) pushOne(ctx context.Context, refStr string, opts PushOptions) error {
 	ref, err := image.ParseReference(refStr)
 	if err != nil {
 		return err
