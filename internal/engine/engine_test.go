@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/moby/moby/api/types/jsonstream"
 	digest "github.com/opencontainers/go-digest"
 
@@ -487,5 +488,35 @@ func TestGCWaitsForActiveOperations(t *testing.T) {
 	e.gcRuns.Wait()
 	if n := countBlobs(t, e); n != 0 {
 		t.Fatalf("%d blobs left after the deferred collection", n)
+	}
+}
+
+func TestPullRandomImage(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	img, err := random.Image(4096, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifestDigest := testutil.PushFixture(t, reg, "random/img:1", img)
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t)
+	id, err := e.Pull(ctx, reg+"/random/img:1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.String() != cfgName.String() {
+		t.Errorf("image ID %s, want the config digest %s", id, cfgName)
+	}
+	insp, err := e.Inspect(ctx, id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insp.RootFS.Layers) != 5 || insp.RepoDigests[0] != reg+"/random/img@"+manifestDigest {
+		t.Errorf("inspect: %d layers, digests %v", len(insp.RootFS.Layers), insp.RepoDigests)
 	}
 }
