@@ -688,8 +688,8 @@ func (s *Snapshotter) GC(ctx context.Context, keep []digest.Digest) ([]string, e
 			return removed, err
 		}
 		if err := s.Remove(ctx, v.Key); err != nil {
-			if errdefs.IsNotFound(err) {
-				continue
+			if errdefs.IsNotFound(err) || errors.Is(err, errdefs.ErrFailedPrecond) {
+				continue // removed or built upon meanwhile
 			}
 			return removed, fmt.Errorf("garbage collect snapshots: %w", err)
 		}
