@@ -299,12 +299,16 @@ func (l *launch) run(ctx context.Context) error {
 		}
 		switch m.Type {
 		case msgHooks:
+			// prestart hooks predate the creating status: they used to
+			// run at start and still get "created", as in crun and the
+			// runtime-tools suite; createRuntime hooks get "creating".
 			st := c.State()
-			st.Status = StatusCreating
 			st.Pid = pid
+			st.Status = StatusCreated
 			if err := runHooks("prestart", spec.Hooks.Prestart, st); err != nil {
 				return err
 			}
+			st.Status = StatusCreating
 			if err := runHooks("createRuntime", spec.Hooks.CreateRuntime, st); err != nil {
 				return err
 			}

@@ -93,7 +93,14 @@ func (in *initProc) setup() error {
 			return err
 		}
 	}
-	if err := rootfs.Pivot(rc); err != nil {
+	if hasNamespace(spec, specs.MountNamespace) {
+		if err := rootfs.Pivot(rc); err != nil {
+			return err
+		}
+	} else if err := chroot(cfg.Rootfs); err != nil {
+		// Without a mount namespace of its own the container shares the
+		// runtime's: pivot_root would move every process in it, so only
+		// the init's root changes.
 		return err
 	}
 	if spec.Process.Terminal {
@@ -130,15 +137,26 @@ func (in *initProc) setup() error {
 	if err != nil {
 		return err
 	}
-	// Enter the working directory both before and after dropping
-	// privileges: before, because the user may not search the path to it;
-	// after, so the check of the final directory is the user's.
-	_ = unix.Chdir(spec.Process.Cwd)
+	// Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN,
+	// so it happens before the capabilities are dropped (as in runc);
+	// with it, the filter waits until just before exec. The working
+	// directory is checked first either way, so a filter that denies
+	// getcwd cannot get in the way. It is entered again after dropping
+	// privileges so that the user's own permissions apply.
+	early := spec.Linux.Seccomp != nil && !spec.Process.NoNewPrivileges
+	if err := enterCwd(spec.Process.Cwd); err != nil && !errors.Is(err, unix.EACCES) {
+		return err
+	}
+	if early {
+		if err := applySeccomp(spec, in.state(StatusCreated)); err != nil {
+			return err
+		}
+	}
 	if err := process.Apply(spec.Process); err != nil {
 		return err
 	}
-	if err := enterCwd(spec.Process.Cwd); err != nil {
-		return err
+	if err := unix.Chdir(spec.Process.Cwd); err != nil {
+		return fmt.Errorf("chdir to cwd %q: %w", spec.Process.Cwd, err)
 	}
 
 	if err := in.ch.send(message{Type: msgCreated}); err != nil {
@@ -153,8 +171,10 @@ func (in *initProc) setup() error {
 			return err
 		}
 	}
-	if err := applySeccompLate(spec, in.state(StatusRunning)); err != nil {
-		return err
+	if !early {
+		if err := applySeccomp(spec, in.state(StatusRunning)); err != nil {
+			return err
+		}
 	}
 	if err := unix.Exec(argv0, spec.Process.Args, env); err != nil {
 		return fmt.Errorf("exec %s: %w", spec.Process.Args[0], err)
@@ -272,4 +292,23 @@ func withHome(env []string, uid uint32) []string {
 		f.Close()
 	}
 	return append(env[:len(env):len(env)], "HOME="+home)
+}
+
+func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+func chroot(dir string) error {
+	if err := unix.Chroot(dir); err != nil {
+		return fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir / after chroot: %w", err)
+	}
+	return nil
 }

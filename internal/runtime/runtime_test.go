@@ -234,7 +234,7 @@ func TestHooks(t *testing.T) {
 		t.Fatalf("startContainer hook did not run in the container: output %q", e.output())
 	}
 	want := map[string]specs.ContainerState{
-		"prestart": StatusCreating, "createRuntime": StatusCreating, "createContainer": StatusCreating,
+		"prestart": StatusCreated, "createRuntime": StatusCreating, "createContainer": StatusCreating,
 		"poststart": StatusRunning, "poststop": StatusStopped,
 	}
 	for name, status := range want {

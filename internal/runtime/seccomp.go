@@ -7,10 +7,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// applySeccompLate loads the seccomp filter as the init's very last step
-// before exec, so that none of the runtime's own work runs under it. A
-// notify listener goes to linux.seccomp.listenerPath.
-func applySeccompLate(spec *specs.Spec, st specs.State) error {
+// applySeccomp loads the seccomp filter; a notify listener goes to
+// linux.seccomp.listenerPath.
+func applySeccomp(spec *specs.Spec, st specs.State) error {
 	s := spec.Linux.Seccomp
 	if s == nil {
 		return nil

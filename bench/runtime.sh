@@ -1,0 +1,71 @@
+#!/bin/bash
+# Runtime benchmark: N sequential containers of /bin/true (create, start,
+# wait, delete: one `run` each) with berth-runtime, runc and crun, in rounds
+# that interleave the runtimes, all in one private mount namespace where the
+# cgroup v2 mount of a hybrid host is hidden (crun 1.8 refuses hybrid hosts;
+# every runtime runs under the same conditions), and the peak RSS of one run.
+#
+# usage: bench/runtime.sh [N] [ROUNDS]     (as root; make build first)
+set -euo pipefail
+N=${1:-200}
+ROUNDS=${2:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+BERTH=${BERTH_RUNTIME:-$here/../bin/berth-runtime}
+[ -x "$BERTH" ] || { echo "build berth-runtime first (make build)" >&2; exit 2; }
+
+if [ -z "${BENCH_INNER:-}" ]; then
+  exec env BENCH_INNER=1 unshare --mount --propagation private bash "$0" "$@"
+fi
+umount /sys/fs/cgroup/unified 2>/dev/null || true
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+bundle=$work/bundle
+mkdir -p "$bundle/rootfs/bin"
+cp /bin/busybox "$bundle/rootfs/bin/busybox"
+for a in true sh; do ln -s busybox "$bundle/rootfs/bin/$a"; done
+"$BERTH" spec --bundle "$bundle"
+# The same config for every runtime: ociVersion 1.0.2 (crun 1.8 rejects
+# later versions), no terminal, /bin/true.
+sed -i 's/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/; s/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$bundle/config.json"
+
+declare -A RT=([berth-runtime]=$BERTH [runc]=$(command -v runc) [crun]=$(command -v crun))
+names=(berth-runtime runc crun)
+declare -A total
+for n in "${names[@]}"; do total[$n]=""; done
+
+now() { date +%s%N; }
+for r in $(seq "$ROUNDS"); do
+  for n in "${names[@]}"; do
+    bin=${RT[$n]}; root=$work/root-$n
+    "$bin" --root "$root" run --bundle "$bundle" warm-$r >/dev/null   # warm caches
+    t0=$(now)
+    for i in $(seq "$N"); do
+      "$bin" --root "$root" run --bundle "$bundle" "c$r-$i" >/dev/null
+    done
+    t1=$(now)
+    total[$n]+="$(( (t1 - t0) / N / 1000 )) "
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "containers: $N per round, $ROUNDS rounds; per-container time (median of rounds, microseconds)"
+declare -A med
+for n in "${names[@]}"; do
+  med[$n]=$(echo "${total[$n]}" | median)
+  printf '  %-14s %8d us   (rounds: %s)\n' "$n" "${med[$n]}" "${total[$n]}"
+done
+awk -v b="${med[berth-runtime]}" -v r="${med[runc]}" -v c="${med[crun]}" 'BEGIN {
+  printf "  runc / berth-runtime = %.2fx   crun / berth-runtime = %.2fx\n", r / b, c / b }'
+
+# Peak RSS of one run: the largest resident set among the runtime process
+# and everything it waited for (the init included), from getrusage.
+rss() {
+  python3 -c 'import resource,subprocess,sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+}
+echo "peak RSS of one run (KiB, max over the runtime and its children)"
+for n in "${names[@]}"; do
+  printf '  %-14s %8d KiB\n' "$n" "$(rss "${RT[$n]}" --root "$work/root-$n" run --bundle "$bundle" rss-$n)"
+done
