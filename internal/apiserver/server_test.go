@@ -123,7 +123,7 @@ func TestInfo(t *testing.T) {
 func TestErrors(t *testing.T) {
 	srv := newServer(t)
 	status, body := get(t, srv.URL+"/v1.44/images/docker.io/library/nothing:here/json")
-	if status != 404 || body["message"] != "No such image: docker.io/library/nothing:here" {
+	if status != 404 || body["message"] != "No such image: nothing:here" {
 		t.Errorf("inspect missing image: %d %v", status, body)
 	}
 	status, body = get(t, srv.URL+"/v1.44/no/such/route")

@@ -210,7 +210,11 @@ func (e *Engine) load(ctx context.Context, rec metadata.Image) (*localImage, err
 // resolveID finds the image a user's string names: a reference (tag or
 // digest), a full image ID, or an unambiguous ID prefix, as Docker does.
 func (e *Engine) resolveID(name string) (digest.Digest, error) {
-	notFound := errdefs.NotFound(fmt.Errorf("No such image: %s", name))
+	shown := name
+	if r, err := image.ParseReference(name); err == nil && !strings.Contains(name, "@") {
+		shown = r.Familiar() // as Docker says it: "No such image: busybox:latest"
+	}
+	notFound := errdefs.NotFound(fmt.Errorf("No such image: %s", shown))
 	if d, err := digest.Parse(name); err == nil {
 		if _, err := e.meta.GetImage(d); err == nil {
 			return d, nil

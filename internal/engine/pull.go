@@ -146,7 +146,7 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 	client := e.registryClient(opts.Auth, ref)
 	target, err := client.Resolve(ctx, ref)
 	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", ref.Familiar(), err)
+		return "", err // names the reference and the registry
 	}
 	if ref.Digest != "" {
 		prog.send(jsonstream.Message{ID: ref.Digest.String(), Status: "Pulling from " + ref.Path})
