@@ -73,7 +73,7 @@ type Snapshotter struct {
 	byKey    map[string]*Info
 	nextID   int
 	inflight map[digest.Digest]*unpackCall
-	indexOff bool // overlay's index feature is on by default: turn it off
+	overlayOff []string // overlay features to turn off at every mount
 }
 
 type unpackCall struct {
@@ -120,8 +120,13 @@ func New(root string) (*Snapshotter, error) {
 		s.byKey[info.Key] = &info
 		s.nextID = max(s.nextID, n+1)
 	}
-	if b, err := os.ReadFile("/sys/module/overlay/parameters/index"); err == nil && strings.TrimSpace(string(b)) == "Y" {
-		s.indexOff = true
+	// Features that would put overlay's own metadata into an upper
+	// directory, which Diff could not turn into a layer, are turned off
+	// where the kernel enables them by default.
+	for _, feature := range []string{"index", "redirect_dir", "metacopy"} {
+		if b, err := os.ReadFile("/sys/module/overlay/parameters/" + feature); err == nil && strings.TrimSpace(string(b)) == "Y" {
+			s.overlayOff = append(s.overlayOff, feature+"=off")
+		}
 	}
 	return s, nil
 }
@@ -412,9 +417,7 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 		if len(lowers) > maxOverlayLayers {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("mounts of snapshot %s: %d layers, more than overlayfs stacks (%d)", key, len(lowers), maxOverlayLayers))
 		}
-		if s.indexOff {
-			m.Options = append(m.Options, "index=off")
-		}
+		m.Options = append(m.Options, s.overlayOff...)
 		if n := len(strings.Join(m.Options, ",")); n >= unix.Getpagesize() && !appendLowerdir() {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("mounts of snapshot %s: %d layers make overlay options of %d bytes, more than a page", key, len(lowers), n))
 		}
