@@ -69,10 +69,10 @@ type Info struct {
 type Snapshotter struct {
 	root string
 
-	mu       sync.Mutex
-	byKey    map[string]*Info
-	nextID   int
-	inflight map[digest.Digest]*unpackCall
+	mu         sync.Mutex
+	byKey      map[string]*Info
+	nextID     int
+	inflight   map[digest.Digest]*unpackCall
 	overlayOff []string // overlay features to turn off at every mount
 }
 
