@@ -179,6 +179,9 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 	if err := json.Unmarshal(data, &mf); err != nil {
 		return "", fmt.Errorf("decode manifest %s of %s: %w", manifestDesc.Digest, ref.Familiar(), err)
 	}
+	if mt := mf.Config.MediaType; mt != "" && mt != ocispec.MediaTypeImageConfig && mt != mediaTypeDockerConfig {
+		return "", errdefs.InvalidArgument(fmt.Errorf("pull %s: manifest %s is not a container image (config media type %q)", ref.Familiar(), manifestDesc.Digest, mt))
+	}
 	cfgData, err := e.fetchSmallBlob(ctx, client, ref, mf.Config)
 	if err != nil {
 		return "", err
@@ -191,7 +194,15 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 		return "", errdefs.InvalidArgument(fmt.Errorf("image %s: config %s lists %d layers, manifest %s has %d", ref.Familiar(), mf.Config.Digest, len(cfg.RootFS.DiffIDs), manifestDesc.Digest, len(mf.Layers)))
 	}
 
-	_, existedErr := e.meta.GetImage(mf.Config.Digest)
+	if opts.Platform != "" && !isIndex(target.MediaType) && !image.Match(want, cfg.Platform) {
+		return "", errdefs.NotFound(fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)", ref.Familiar(), image.FormatPlatform(cfg.Platform), image.FormatPlatform(want)))
+	}
+	// Up to date: nothing to fetch and the name already points here.
+	nameKey := ref.String()
+	if ref.Tag != "" {
+		nameKey = ref.WithTag(ref.Tag).String()
+	}
+	prevID, _ := e.meta.Resolve(nameKey)
 	sizes, fetched, err := e.fetchLayers(ctx, client, ref, mf.Layers, cfg.RootFS.DiffIDs, prog)
 	if err != nil {
 		return "", err
@@ -201,7 +212,7 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 		return "", err
 	}
 	prog.send(jsonstream.Message{Status: "Digest: " + target.Digest.String()})
-	if existedErr == nil && !fetched {
+	if prevID == rec.ID && !fetched {
 		prog.send(jsonstream.Message{Status: "Status: Image is up to date for " + ref.Familiar()})
 	} else {
 		prog.send(jsonstream.Message{Status: "Status: Downloaded newer image for " + ref.Familiar()})
