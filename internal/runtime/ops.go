@@ -64,7 +64,11 @@ func (c *Container) Start(ctx context.Context, warn func(error)) error {
 		return fmt.Errorf("start %s: remove exec fifo: %w", c.s.ID, err)
 	}
 	if h := c.s.Spec.Hooks; h != nil {
-		runHooksWarn("poststart", h.Poststart, c.State(), warn)
+		// The process was started: that is the state poststart hooks
+		// describe, even if it has already exited.
+		st := c.State()
+		st.Status, st.Pid = StatusRunning, c.s.Pid
+		runHooksWarn("poststart", h.Poststart, st, warn)
 	}
 	return nil
 }
