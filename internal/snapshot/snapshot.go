@@ -425,6 +425,29 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 	return []mount.Mount{m}, nil
 }
 
+// Paths returns the directory holding the snapshot key's own files (a
+// layer's content, or the upperdir of an active snapshot) followed by those
+// of the layers below it, newest first: what Docker reports as UpperDir and
+// LowerDir. The directories belong to the snapshotter; callers only read.
+func (s *Snapshotter) Paths(ctx context.Context, key string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info, ok := s.byKey[key]
+	if !ok {
+		return nil, errdefs.NotFound(fmt.Errorf("paths of snapshot %s", key))
+	}
+	paths := []string{s.fsDir(info)}
+	for p := info.Parent; p != ""; {
+		pi, ok := s.byKey[p]
+		if !ok {
+			return nil, errdefs.NotFound(fmt.Errorf("paths of snapshot %s: layer %s of its chain is missing", key, p))
+		}
+		paths = append(paths, s.fsDir(pi))
+		p = pi.Parent
+	}
+	return paths, nil
+}
+
 // Commit turns the active snapshot key into the layer snapshot chainID
 // (whose layer is Diff of key over its parent), without copying: its upper
 // directory becomes the layer. For builds, which then run the next step on

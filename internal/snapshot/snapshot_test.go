@@ -553,3 +553,31 @@ func TestDeepChain(t *testing.T) {
 		t.Fatalf("deep chain read-only view: %q", out)
 	}
 }
+
+func TestPaths(t *testing.T) {
+	ctx := context.Background()
+	s := newSnapshotter(t)
+	base := unpack(t, s, "", layerTar(t, map[string]string{"a": "a"}))
+	top := unpack(t, s, base, layerTar(t, map[string]string{"b": "b"}))
+	if _, err := s.Prepare(ctx, "c", top); err != nil {
+		t.Fatal(err)
+	}
+	paths, err := s.Paths(ctx, "c")
+	if err != nil || len(paths) != 3 {
+		t.Fatalf("Paths = %v, %v", paths, err)
+	}
+	for i, want := range []string{"", "b", "a"} {
+		if want == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(paths[i], want)); err != nil {
+			t.Errorf("path %d (%s) lacks %s", i, paths[i], want)
+		}
+	}
+	if p, _ := s.Paths(ctx, top.String()); len(p) != 2 || p[0] != paths[1] || p[1] != paths[2] {
+		t.Fatalf("Paths of the top layer = %v", p)
+	}
+	if _, err := s.Paths(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("Paths of a missing snapshot: %v", err)
+	}
+}
