@@ -222,7 +222,7 @@ func run(cfg config) error {
 	host, _ := os.Hostname()
 	handler := apiserver.New(eng, apiserver.Identity{
 		ID: id, Name: host, ServerVersion: Version, GitCommit: GitCommit,
-		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Debug: cfg.Debug,
+		DataRoot: cfg.DataRoot, Debug: cfg.Debug,
 		InsecureRegistries: cfg.InsecureRegistries, Mirrors: cfg.RegistryMirrors,
 	}, log)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}

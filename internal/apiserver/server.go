@@ -37,7 +37,6 @@ type Identity struct {
 	ServerVersion string // Berth version
 	GitCommit     string
 	DataRoot      string
-	ExecRoot      string
 	Debug         bool
 	// InsecureRegistries and Mirrors as configured (CIDRs or host[:port]).
 	InsecureRegistries []string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"time"
 
@@ -45,7 +46,11 @@ func (e *Engine) PlanSave(ctx context.Context, names []string) (*SavePlan, error
 	}
 	add := func(v imageView, refs ...image.Reference) {
 		if i, ok := index[v.rec.ID]; ok {
-			plan.images[i].refs = append(plan.images[i].refs, refs...)
+			for _, r := range refs {
+				if !slices.Contains(plan.images[i].refs, r) {
+					plan.images[i].refs = append(plan.images[i].refs, r)
+				}
+			}
 			return
 		}
 		index[v.rec.ID] = len(plan.images)
