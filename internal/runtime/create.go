@@ -76,9 +76,16 @@ func Create(ctx context.Context, root, id string, o CreateOpts) (*Container, err
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
+	var filter []byte
 	if s := spec.Linux.Seccomp; s != nil {
-		if err := seccomp.Validate(s); err != nil {
-			return nil, fmt.Errorf("create %s: seccomp: %w", id, err)
+		// Compiled once here (and cached across containers), loaded by
+		// the init: a bad profile fails before anything is started.
+		prog, err := seccomp.CompileCached(filepath.Join(root, ".seccomp-cache"), s)
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", id, err)
+		}
+		if filter, err = prog.MarshalBinary(); err != nil {
+			return nil, fmt.Errorf("create %s: %w", id, err)
 		}
 	}
 	if err := validateSysctl(spec, plan); err != nil {
@@ -106,7 +113,7 @@ func Create(ctx context.Context, root, id string, o CreateOpts) (*Container, err
 		ID: id, Bundle: bundleDir, Rootfs: rootfs, Spec: spec,
 		Created: time.Now().UTC(), Owner: ownerName(), Systemd: o.SystemdCgroup,
 	}}
-	p := &launch{c: c, opts: o, plan: plan}
+	p := &launch{c: c, opts: o, plan: plan, filter: filter}
 	if err := p.run(ctx); err != nil {
 		p.rollback()
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -173,12 +180,13 @@ func planNamespaces(s *specs.Spec) (*nsPlan, error) {
 
 // launch holds what Create has made so far, so that a failure can undo it.
 type launch struct {
-	c    *Container
-	opts CreateOpts
-	plan *nsPlan
-	cg   *cgroups.Manager
-	cmd  *exec.Cmd
-	pid  int
+	c      *Container
+	opts   CreateOpts
+	plan   *nsPlan
+	filter []byte // the compiled seccomp program
+	cg     *cgroups.Manager
+	cmd    *exec.Cmd
+	pid    int
 }
 
 func (l *launch) run(ctx context.Context) error {
@@ -285,6 +293,7 @@ func (l *launch) run(ctx context.Context) error {
 		CgroupPaths: c.s.CgroupPaths, CgroupNS: l.plan.unshare&unix.CLONE_NEWCGROUP != 0,
 		PreserveFDs: l.opts.PreserveFDs, FifoFD: fifoChild, ConsoleFD: consoleFD,
 		RunHooks: spec.Hooks != nil && (len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateRuntime) > 0),
+		Seccomp:  l.filter,
 	}
 	if err := ch.send(cfg); err != nil {
 		return fmt.Errorf("send config to init: %w", err)
@@ -315,6 +324,13 @@ func (l *launch) run(ctx context.Context) error {
 			if err := ch.send(message{Type: msgAck}); err != nil {
 				return fmt.Errorf("resume init after hooks: %w", err)
 			}
+		case msgSeccomp:
+			if err := l.sendListener(m.FD); err != nil {
+				return err
+			}
+			if err := ch.send(message{Type: msgAck}); err != nil {
+				return fmt.Errorf("resume init after seccomp: %w", err)
+			}
 		case msgError:
 			return errors.New(m.Error)
 		case msgCreated:
@@ -331,6 +347,30 @@ func (l *launch) run(ctx context.Context) error {
 			return fmt.Errorf("unexpected message %q from init", m.Type)
 		}
 	}
+}
+
+// sendListener takes the seccomp notify descriptor fd out of the init
+// (pidfd_getfd) and hands it to the listener at linux.seccomp.listenerPath,
+// on the host, as runc does.
+func (l *launch) sendListener(fd int) error {
+	s := l.c.s.Spec.Linux.Seccomp
+	pidfd, err := unix.PidfdOpen(l.pid, 0)
+	if err != nil {
+		return fmt.Errorf("seccomp listener: open init %d: %w", l.pid, err)
+	}
+	defer unix.Close(pidfd)
+	nfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return fmt.Errorf("seccomp listener: take fd %d from init: %w", fd, err)
+	}
+	defer unix.Close(nfd)
+	st := l.c.State()
+	st.Status, st.Pid = StatusCreating, l.pid
+	ps := specs.ContainerProcessState{
+		Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: l.pid,
+		Metadata: s.ListenerMetadata, State: st,
+	}
+	return seccomp.SendListener(s.ListenerPath, nfd, ps)
 }
 
 func absPath(p string) string {

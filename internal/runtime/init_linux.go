@@ -12,6 +12,7 @@ import (
 	"github.com/berth-project/berth/internal/runtime/nsenter"
 	"github.com/berth-project/berth/internal/runtime/process"
 	"github.com/berth-project/berth/internal/runtime/rootfs"
+	"github.com/berth-project/berth/internal/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -143,12 +144,21 @@ func (in *initProc) setup() error {
 	// directory is checked first either way, so a filter that denies
 	// getcwd cannot get in the way. It is entered again after dropping
 	// privileges so that the user's own permissions apply.
-	early := spec.Linux.Seccomp != nil && !spec.Process.NoNewPrivileges
+	// A notify filter is loaded early too: its descriptor must reach the
+	// runtime before create returns.
+	var prog *seccomp.Program
+	if len(cfg.Seccomp) > 0 {
+		prog = new(seccomp.Program)
+		if err := prog.UnmarshalBinary(cfg.Seccomp); err != nil {
+			return err
+		}
+	}
+	early := prog != nil && (!spec.Process.NoNewPrivileges || prog.Notify())
 	if err := enterCwd(spec.Process.Cwd); err != nil && !errors.Is(err, unix.EACCES) {
 		return err
 	}
 	if early {
-		if err := applySeccomp(spec, in.state(StatusCreated)); err != nil {
+		if err := in.loadSeccomp(prog); err != nil {
 			return err
 		}
 	}
@@ -171,8 +181,8 @@ func (in *initProc) setup() error {
 			return err
 		}
 	}
-	if !early {
-		if err := applySeccomp(spec, in.state(StatusRunning)); err != nil {
+	if prog != nil && !early {
+		if err := in.loadSeccomp(prog); err != nil {
 			return err
 		}
 	}

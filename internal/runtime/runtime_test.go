@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -338,5 +339,65 @@ func TestNoLeakedDescriptorsOrCwd(t *testing.T) {
 			c.Delete(context.Background(), true, nil)
 			t.Fatalf("cwd %s accepted", cwd)
 		}
+	}
+}
+
+func TestSeccompErrnoAndNotifyListener(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?")
+	s.Root.Readonly = false
+	errno := uint(30) // EROFS
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	s.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction:    specs.ActAllow,
+		ListenerPath:     sock,
+		ListenerMetadata: "berth-test",
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &errno},
+			{Names: []string{"sethostname"}, Action: specs.ActNotify},
+		},
+	}
+	testutil.WriteSpec(t, dir, s)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type got struct {
+		state specs.ContainerProcessState
+		fds   int
+		err   error
+	}
+	agent := make(chan got, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			agent <- got{err: err}
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		var g got
+		g.err = err
+		if err == nil {
+			g.err = json.Unmarshal(buf[:n], &g.state)
+			if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+				fds, _ := unix.ParseUnixRights(&msgs[0])
+				g.fds = len(fds)
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+			}
+		}
+		agent <- g
+	}()
+	code, out := e.run("seccomp", dir)
+	if code != 0 || !strings.Contains(out, "Read-only file system") || !strings.Contains(out, "rc=1") {
+		t.Fatalf("mkdir under the filter: exit %d, output %q", code, out)
+	}
+	g := <-agent
+	if g.err != nil || g.fds != 1 || g.state.Metadata != "berth-test" || g.state.State.ID != "seccomp" || g.state.Pid <= 0 {
+		t.Fatalf("listener got %+v", g)
 	}
 }

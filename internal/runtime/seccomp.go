@@ -4,28 +4,27 @@ import (
 	"fmt"
 
 	"github.com/berth-project/berth/internal/runtime/seccomp"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
-// applySeccomp loads the seccomp filter; a notify listener goes to
-// linux.seccomp.listenerPath.
-func applySeccomp(spec *specs.Spec, st specs.State) error {
-	s := spec.Linux.Seccomp
-	if s == nil {
+// loadSeccomp loads the compiled seccomp program. A notify descriptor goes
+// to the runtime, which passes it to the listener on the host: the
+// listener's path means nothing inside the container.
+func (in *initProc) loadSeccomp(prog *seccomp.Program) error {
+	fd, err := prog.Load()
+	if err != nil {
+		return err
+	}
+	if fd < 0 {
 		return nil
 	}
-	fd, err := seccomp.Load(s)
-	if err != nil {
-		return fmt.Errorf("load seccomp filter: %w", err)
+	defer unix.Close(fd)
+	if err := in.ch.send(message{Type: msgSeccomp, FD: fd}); err != nil {
+		return fmt.Errorf("send seccomp listener: %w", err)
 	}
-	if fd >= 0 {
-		ps := specs.ContainerProcessState{
-			Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: st.Pid,
-			Metadata: s.ListenerMetadata, State: st,
-		}
-		if err := seccomp.SendListener(s.ListenerPath, fd, ps); err != nil {
-			return fmt.Errorf("send seccomp listener to %s: %w", s.ListenerPath, err)
-		}
+	var m message
+	if err := in.ch.recv(&m); err != nil || m.Type != msgAck {
+		return fmt.Errorf("wait for the seccomp listener hand-over: %v", err)
 	}
 	return nil
 }

@@ -23,12 +23,14 @@ const (
 	msgHooks   = "hooks"   // namespaces and mounts are ready: run prestart and createRuntime hooks, then ack
 	msgCreated = "created" // the init waits on the exec FIFO
 	msgError   = "error"   // setup failed; Error says why
-	msgAck     = "ack"     // the runtime's answer to msgHooks
+	msgSeccomp = "seccomp" // the seccomp notify descriptor is FD in the init: pass it to the listener, then ack
+	msgAck     = "ack"     // the runtime's answer to msgHooks and msgSeccomp
 )
 
 type message struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
+	FD    int    `json:"fd,omitempty"`
 }
 
 // initConfig is everything the init needs to set the container up.
@@ -47,6 +49,7 @@ type initConfig struct {
 	ConsoleFD   int               `json:"console_fd,omitempty"` // -1 without a terminal
 	RunHooks    bool              `json:"run_hooks,omitempty"`  // stop for the runtime's hooks
 	Exec        bool              `json:"exec,omitempty"`       // an exec into a running container
+	Seccomp     []byte            `json:"seccomp,omitempty"`    // compiled seccomp program
 }
 
 // channel wraps one end of the socket pair.
