@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -132,7 +133,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, content: cs, snaps: sn, meta: md, flights: map[digest.Digest]*flight{}}, nil
+	e := &Engine{cfg: cfg, log: cfg.Logger, content: cs, snaps: sn, meta: md, flights: map[digest.Digest]*flight{}}
+	e.cleanIngests(ctx)
+	return e, nil
 }
 
 // Close waits for a deferred garbage collection and releases the metadata
@@ -140,6 +143,21 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 func (e *Engine) Close() error {
 	e.gcRuns.Wait()
 	return e.meta.Close()
+}
+
+// staleIngest is how long a partial download is kept for a later pull to
+// resume.
+const staleIngest = 24 * time.Hour
+
+// cleanIngests drops partial downloads nobody resumed for staleIngest.
+func (e *Engine) cleanIngests(ctx context.Context) {
+	removed, err := e.content.CleanIngests(ctx, time.Now().Add(-staleIngest))
+	if err != nil {
+		e.log.Warn("clean stale partial downloads", "err", err)
+	}
+	if len(removed) > 0 {
+		e.log.Info("removed stale partial downloads", "count", len(removed))
+	}
 }
 
 // hold keeps garbage collection away until the returned release is called.
@@ -318,6 +336,7 @@ func (e *Engine) gc(ctx context.Context) (uint64, error) {
 	}
 	defer e.gcLock.Unlock()
 	e.gcPending.Store(false)
+	e.cleanIngests(ctx)
 	imgs, err := e.meta.Images()
 	if err != nil {
 		return 0, err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -518,5 +519,33 @@ func TestPullRandomImage(t *testing.T) {
 	}
 	if len(insp.RootFS.Layers) != 5 || insp.RepoDigests[0] != reg+"/random/img@"+manifestDigest {
 		t.Errorf("inspect: %d layers, digests %v", len(insp.RootFS.Layers), insp.RepoDigests)
+	}
+}
+
+func TestConcurrentPullsOfOneImage(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := startRegistry(t)
+	testutil.PushMultiLayer(t, reg, "test/multi:1")
+	e := newEngine(t)
+	const n = 4
+	ids := make([]digest.Digest, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], errs[i] = e.Pull(ctx, reg+"/test/multi:1", PullOptions{})
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		if errs[i] != nil || ids[i] != ids[0] {
+			t.Fatalf("pull %d: %v %v", i, ids[i], errs[i])
+		}
+	}
+	if _, err := e.Inspect(ctx, reg+"/test/multi:1"); err != nil {
+		t.Fatal(err)
 	}
 }
