@@ -83,8 +83,9 @@ var ErrLimit = errors.New("layer exceeds extraction limit")
 // and xattrs; an entry replaces what is at its path unless both are
 // directories. ".wh.<name>" becomes a character device 0/0 named <name> and
 // ".wh..wh..opq" sets trusted.overlay.opaque=y on its directory, so that dir
-// is ready to be an overlay lower layer. Names are cleaned as if absolute,
-// and every lookup resolves symlinks inside dir. xattrs the filesystem
+// is ready to be an overlay lower layer. Absolute names are taken relative
+// to dir; a name or hardlink target climbing out with ".." fails the layer
+// (as Docker does); every lookup resolves symlinks inside dir. xattrs the filesystem
 // refuses are skipped, except security.capability; trusted.overlay.* and
 // user.overlay.* xattrs in the layer are dropped.
 //
@@ -253,7 +254,10 @@ func (x *extractor) dropParent() {
 }
 
 func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
-	rel := cleanName(hdr.Name)
+	rel, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
 	dirRel, base := path.Dir(rel), path.Base(rel)
 
 	if strings.HasPrefix(base, WhiteoutPrefix) {
@@ -278,8 +282,14 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
-	if hdr.Typeflag == tar.TypeLink && cleanName(hdr.Linkname) == rel {
-		return nil // a hardlink to itself
+	if hdr.Typeflag == tar.TypeLink {
+		target, err := cleanName(hdr.Linkname)
+		if err != nil {
+			return fmt.Errorf("hardlink target: %w", err)
+		}
+		if target == rel {
+			return nil // a hardlink to itself
+		}
 	}
 	if (hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock) && !x.opts.devices {
 		return nil
@@ -424,7 +434,10 @@ func (x *extractor) whiteout(dirRel, base string) error {
 // looked up inside the root. The final component is not followed, so a
 // link to a symlink links the symlink.
 func (x *extractor) hardlink(dirfd int, base string, hdr *tar.Header) error {
-	target := cleanName(hdr.Linkname)
+	target, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return fmt.Errorf("hardlink target: %w", err)
+	}
 	if target == "." {
 		return errdefs.InvalidArgument(fmt.Errorf("hardlink to the layer root"))
 	}

@@ -3,9 +3,10 @@
 //   - Apply extracts a gzip, zstd or plain tar layer into a directory ready
 //     for overlayfs: whiteout files become overlay whiteouts (character
 //     devices 0/0) and opaque markers become the trusted.overlay.opaque
-//     xattr. Every path is resolved inside the directory (openat2 with
-//     RESOLVE_IN_ROOT, so neither "..", absolute names nor symlinks planted
-//     by earlier entries lead outside), decompression is bounded, and the
+//     xattr. Entries climbing out with ".." are refused, absolute names are
+//     taken relative to the directory, and every path is resolved inside it
+//     (openat2 with RESOLVE_IN_ROOT, so symlinks planted by earlier entries
+//     do not lead outside either); decompression is bounded, and the
 //     uncompressed stream is hashed on the way through for the layer's diffID.
 //   - Diff turns an overlay upper directory back into a layer tar, converting
 //     overlay whiteouts and opaque directories into .wh. entries.

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -268,8 +269,14 @@ func TestApplyEscapes(t *testing.T) {
 		inside  func(outside string) []string // paths that must exist inside the layer afterwards
 	}{
 		{"dotdot", func(string) []entry {
-			return []entry{file("../../outside/evil", "x", 0o644), file("a/../../../outside/evil2", "x", 0o644)}
-		}, false, func(string) []string { return []string{"outside/evil", "outside/evil2"} }},
+			return []entry{file("a/../inside", "x", 0o644), file("a/../../../outside/evil", "x", 0o644)}
+		}, true, func(string) []string { return []string{"inside"} }},
+		{"dotdot alone", func(string) []entry {
+			return []entry{dir("..", 0o755)}
+		}, true, nil},
+		{"absolute dotdot", func(string) []entry {
+			return []entry{file("/../../outside/evil", "x", 0o644)}
+		}, false, func(string) []string { return []string{"outside/evil"} }},
 		{"absolute", func(o string) []entry {
 			return []entry{file(o+"/evil", "x", 0o644)}
 		}, false, func(o string) []string { return []string{o + "/evil"} }},
@@ -327,7 +334,7 @@ func TestApplyEscapes(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Apply: %v, want error %v", err, tc.wantErr)
 			}
-			if es := tc.entries(outside); err != nil && !strings.Contains(err.Error(), es[len(es)-1].hdr.Name) {
+			if es := tc.entries(outside); err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", es[len(es)-1].hdr.Name)) {
 				t.Fatalf("error does not name the entry: %v", err)
 			}
 			if b, err := os.ReadFile(victim); err != nil || string(b) != "v" {

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
+	"github.com/berth-project/berth/internal/errdefs"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 )
@@ -35,15 +37,21 @@ func (r *root) close() { r.f.Close() }
 
 func (r *root) fd() int { return int(r.f.Fd()) }
 
-// cleanName turns a tar entry name into a path relative to the root: the
-// name is cleaned as if it were absolute, so "..", "/" and "./" prefixes
-// cannot climb out. The root itself is ".".
-func cleanName(name string) string {
+// cleanName turns a tar entry name into a path relative to the root. An
+// absolute name is taken relative to the root ("/etc/x" is "etc/x"), as
+// Docker does; a relative name that climbs out of the root with ".." is
+// refused. The root itself is ".".
+func cleanName(name string) (string, error) {
+	if !strings.HasPrefix(name, "/") {
+		if c := path.Clean(name); c == ".." || strings.HasPrefix(c, "../") {
+			return "", errdefs.InvalidArgument(fmt.Errorf("path %q escapes the layer directory", name))
+		}
+	}
 	p := path.Clean("/" + name)
 	if p == "/" {
-		return "."
+		return ".", nil
 	}
-	return p[1:]
+	return p[1:], nil
 }
 
 // openDir returns an O_PATH descriptor of the directory rel (cleaned,

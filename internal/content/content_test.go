@@ -514,3 +514,27 @@ func TestCleanIngests(t *testing.T) {
 		t.Fatalf("Abort of a removed ingest: %v", err)
 	}
 }
+
+func TestDiscard(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	data := randomBytes(t, 1000)
+	w, err := s.Writer(ctx, "bad", descOf(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[:500])
+	if err := w.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // after Discard, a no-op
+	noIngests(t, s)
+	w, err = s.Writer(ctx, "bad", descOf(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w.Offset() != 0 {
+		t.Fatalf("offset %d after Discard", w.Offset())
+	}
+}

@@ -311,6 +311,17 @@ func (w *Writer) Close() error {
 	return nil
 }
 
+// Discard releases the Writer and deletes the partial write: for a source
+// found bad (a layer that failed to extract, say), which must not be resumed.
+func (w *Writer) Discard() error {
+	if w.done {
+		return nil
+	}
+	w.discard()
+	w.finish()
+	return nil
+}
+
 func (w *Writer) discard() {
 	if w.f != nil {
 		w.f.Close()
