@@ -549,3 +549,35 @@ func TestConcurrentPullsOfOneImage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestBasicAuthTLSRegistry(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	reg := testutil.StartTLSRegistry(t, "bob", "pa55")
+	testutil.PushBusybox(t, reg.Addr, "secure/bb:1", reg.RemoteOptions()...)
+	e := newEngine(t)
+	ref := reg.Addr + "/secure/bb:1"
+	if _, err := e.Pull(ctx, ref, PullOptions{}); !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("anonymous pull: %v (want unauthorized)", err)
+	}
+	auth := &Auth{Username: "bob", Password: "pa55", ServerAddress: reg.Addr}
+	if _, err := e.Login(ctx, *auth); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if _, err := e.Login(ctx, Auth{Username: "bob", Password: "x", ServerAddress: reg.Addr}); !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("login with a wrong password: %v", err)
+	}
+	if _, err := e.Pull(ctx, ref, PullOptions{Auth: auth}); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	if err := e.Tag(ctx, ref, reg.Addr+"/secure/copy:1"); err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	if err := e.Push(ctx, reg.Addr+"/secure/copy:1", PushOptions{Auth: auth, Progress: rec.add}); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if !rec.has("Mounted from secure/bb") && !rec.has("Layer already exists") {
+		t.Errorf("push did not reuse the blob in the registry: %q", rec.statuses())
+	}
+}
