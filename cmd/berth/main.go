@@ -36,7 +36,6 @@ const (
 type cli struct {
 	host      string
 	hostFlag  bool
-	debug     bool
 	api       *client.Client
 	out, errw io.Writer
 	in        io.Reader
@@ -81,7 +80,6 @@ func (c *cli) rootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVarP(&c.host, "host", "H", "", "daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, "+defaultHost+")")
-	root.PersistentFlags().BoolVarP(&c.debug, "debug", "D", false, "debug output")
 	root.SetVersionTemplate("Berth version {{.Version}}\n")
 
 	image := &cobra.Command{Use: "image", Short: "Manage images"}
