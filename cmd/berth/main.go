@@ -35,7 +35,6 @@ const (
 // cli holds the global options and the lazily made API client.
 type cli struct {
 	host      string
-	hostFlag  bool
 	api       *client.Client
 	out, errw io.Writer
 	in        io.Reader
@@ -75,9 +74,6 @@ func (c *cli) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
-			c.hostFlag = cmd.Flags().Changed("host")
-		},
 	}
 	root.PersistentFlags().StringVarP(&c.host, "host", "H", "", "daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, "+defaultHost+")")
 	root.SetVersionTemplate("Berth version {{.Version}}\n")
