@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -30,7 +29,7 @@ import (
 // upper are written once and linked after. The upper must not change while
 // Diff runs (the container is stopped or paused).
 func Diff(ctx context.Context, w io.Writer, upper string, lowers []string) error {
-	d := &differ{ctx: ctx, tw: tar.NewWriter(w), upper: upper, links: map[fileID]string{}}
+	d := &differ{ctx: ctx, tw: tar.NewWriter(w), links: map[fileID]string{}}
 	for _, l := range lowers {
 		rt, err := openRoot(l)
 		if err != nil {
@@ -39,7 +38,15 @@ func Diff(ctx context.Context, w io.Writer, upper string, lowers []string) error
 		defer rt.close()
 		d.lowers = append(d.lowers, rt)
 	}
-	if err := d.dir(""); err != nil {
+	// Everything below upper is opened relative to its directory with
+	// O_NOFOLLOW, so a tree changed under Diff cannot lead it outside.
+	fd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("diff %s: %w", upper, err)
+	}
+	err = d.dir(fd, "")
+	unix.Close(fd)
+	if err != nil {
 		return fmt.Errorf("diff %s: %w", upper, err)
 	}
 	if err := d.tw.Close(); err != nil {
@@ -53,17 +60,18 @@ type fileID struct{ dev, ino uint64 }
 type differ struct {
 	ctx    context.Context
 	tw     *tar.Writer
-	upper  string
 	lowers []*root
 	links  map[fileID]string
 }
 
-// dir writes the entries inside the directory rel ("" for upper itself).
-func (d *differ) dir(rel string) error {
-	f, err := os.Open(filepath.Join(d.upper, rel))
+// dir writes the entries inside the directory open as fd, which is rel
+// ("" for upper itself).
+func (d *differ) dir(fd int, rel string) error {
+	dup, err := unix.Dup(fd)
 	if err != nil {
 		return err
 	}
+	f := os.NewFile(uintptr(dup), rel)
 	names, err := f.Readdirnames(-1)
 	f.Close()
 	if err != nil {
@@ -74,28 +82,29 @@ func (d *differ) dir(rel string) error {
 		if err := d.ctx.Err(); err != nil {
 			return err
 		}
-		if err := d.entry(path.Join(rel, name)); err != nil {
+		if err := d.entry(fd, name, path.Join(rel, name)); err != nil {
 			return fmt.Errorf("%q: %w", path.Join(rel, name), err)
 		}
 	}
 	return nil
 }
 
-func (d *differ) entry(rel string) error {
-	full := filepath.Join(d.upper, rel)
+// entry writes the entry name of the directory dirfd, which is rel.
+func (d *differ) entry(dirfd int, name, rel string) error {
 	var st unix.Stat_t
-	if err := unix.Lstat(full, &st); err != nil {
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
-	dirRel, base := path.Dir(rel), path.Base(rel)
+	dirRel := path.Dir(rel)
 	mtime := time.Unix(st.Mtim.Sec, 0)
 	typ := st.Mode & unix.S_IFMT
+	pp := procPath(dirfd, name) // for the l*xattr calls, which have no *at form
 
 	if typ == unix.S_IFCHR && st.Rdev == 0 {
 		if !d.inLowers(rel) {
 			return nil
 		}
-		return d.marker(path.Join(dirRel, WhiteoutPrefix+base), mtime)
+		return d.marker(path.Join(dirRel, WhiteoutPrefix+name), mtime)
 	}
 
 	hdr := &tar.Header{
@@ -106,7 +115,7 @@ func (d *differ) entry(rel string) error {
 		ModTime: mtime,
 		Format:  tar.FormatPAX,
 	}
-	if err := d.xattrs(full, hdr); err != nil {
+	if err := d.xattrs(pp, hdr); err != nil {
 		return err
 	}
 	switch typ {
@@ -120,11 +129,11 @@ func (d *differ) entry(rel string) error {
 			d.links[id] = rel
 		}
 		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
-		fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
-		f := os.NewFile(uintptr(fd), full)
+		f := os.NewFile(uintptr(fd), rel)
 		defer f.Close()
 		if err := d.tw.WriteHeader(hdr); err != nil {
 			return err
@@ -137,10 +146,15 @@ func (d *differ) entry(rel string) error {
 		hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
 		opaque := false
 		for _, x := range []string{overlayOpaqueXattr, userOverlay + "opaque"} {
-			if v, err := getxattr(full, x); err == nil && string(v) == "y" {
+			if v, err := getxattr(pp, x); err == nil && string(v) == "y" {
 				opaque = true
 			}
 		}
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
 		if err := d.tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -149,9 +163,9 @@ func (d *differ) entry(rel string) error {
 				return err
 			}
 		}
-		return d.dir(rel)
+		return d.dir(fd, rel)
 	case unix.S_IFLNK:
-		target, err := os.Readlink(full)
+		target, err := readlinkat(dirfd, name)
 		if err != nil {
 			return err
 		}
@@ -168,6 +182,19 @@ func (d *differ) entry(rel string) error {
 		return nil // sockets cannot be archived; Docker skips them too
 	}
 	return d.tw.WriteHeader(hdr)
+}
+
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
 }
 
 // marker writes an empty whiteout file entry.
@@ -195,9 +222,10 @@ func (d *differ) inLowers(rel string) bool {
 	return false
 }
 
-// xattrs records full's xattrs (but overlay's own) as PAX records.
-func (d *differ) xattrs(full string, hdr *tar.Header) error {
-	names, err := listxattr(full)
+// xattrs records the xattrs of the file at p (not followed) but overlay's
+// own as PAX records.
+func (d *differ) xattrs(p string, hdr *tar.Header) error {
+	names, err := listxattr(p)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
 			return nil
@@ -209,7 +237,7 @@ func (d *differ) xattrs(full string, hdr *tar.Header) error {
 		if strings.HasPrefix(name, trustedOverlay) || strings.HasPrefix(name, userOverlay) {
 			continue
 		}
-		v, err := getxattr(full, name)
+		v, err := getxattr(p, name)
 		if err != nil {
 			if errors.Is(err, unix.ENODATA) {
 				continue
