@@ -3,11 +3,13 @@ package engine
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"io"
 	"sort"
 	"testing"
 
 	"github.com/berth-project/berth/internal/content"
+	"github.com/berth-project/berth/internal/errdefs"
 )
 
 type contentInfo = content.Info
@@ -57,4 +59,40 @@ func rewriteTar(t *testing.T, in []byte, keep func(name string) bool) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
+}
+
+func TestArchiveLinks(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, body string) {
+		h.Size = int64(len(body))
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	add(&tar.Header{Name: "a/layer.tar", Mode: 0o644}, "layer")
+	add(&tar.Header{Name: "b/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../a/layer.tar"}, "")
+	tw.Close()
+	ad, err := unpackArchive(context.Background(), bytes.NewReader(buf.Bytes()), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := ad.read("b/layer.tar")
+	if err != nil || string(data) != "layer" {
+		t.Fatalf("read through link: %q %v", data, err)
+	}
+
+	for _, link := range []string{"../../etc/passwd", "/etc/passwd"} {
+		buf.Reset()
+		tw = tar.NewWriter(&buf)
+		add(&tar.Header{Name: "x/layer.tar", Typeflag: tar.TypeSymlink, Linkname: link}, "")
+		tw.Close()
+		if _, err := unpackArchive(context.Background(), bytes.NewReader(buf.Bytes()), t.TempDir()); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("link to %s: %v", link, err)
+		}
+	}
 }
