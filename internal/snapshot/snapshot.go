@@ -95,9 +95,9 @@ func New(root string) (*Snapshotter, error) {
 		return nil, fmt.Errorf("open snapshotter %s: %w", root, err)
 	}
 	for _, d := range debris {
-		if err := os.RemoveAll(filepath.Join(s.tmpDir(), d.Name())); err != nil {
-			return nil, fmt.Errorf("clean interrupted snapshot work %s: %w", d.Name(), err)
-		}
+		// Debris that cannot go now (something still holds it) is only
+		// garbage: the next start tries again.
+		_ = os.RemoveAll(filepath.Join(s.tmpDir(), d.Name()))
 	}
 	entries, err := os.ReadDir(s.snapshotsDir())
 	if err != nil {
