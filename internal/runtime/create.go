@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -185,8 +183,7 @@ type launch struct {
 	plan   *nsPlan
 	filter []byte // the compiled seccomp program
 	cg     *cgroups.Manager
-	cmd    *exec.Cmd
-	pid    int
+	sp     *spawned
 }
 
 func (l *launch) run(ctx context.Context) error {
@@ -206,78 +203,34 @@ func (l *launch) run(ctx context.Context) error {
 	fifoFile := os.NewFile(uintptr(fifoFD), "exec.fifo")
 	defer fifoFile.Close()
 
-	exe, err := sealedSelf()
-	if err != nil {
-		return err
-	}
-	defer exe.Close()
-	parent, child, err := socketPair()
-	if err != nil {
-		return err
-	}
-	defer parent.Close()
-	defer child.Close()
-
-	console := l.opts.ConsoleConn
-	if spec.Process.Terminal && console == nil {
-		conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: l.opts.ConsoleSocket, Net: "unix"})
-		if err != nil {
-			return fmt.Errorf("connect to console socket %s: %w", l.opts.ConsoleSocket, err)
-		}
-		f, err := conn.File()
-		conn.Close()
-		if err != nil {
-			return fmt.Errorf("console socket: %w", err)
-		}
-		defer f.Close()
-		console = f
-	}
-
-	// The init's descriptors: 0-2 stdio, then the preserved ones, then ours.
 	var extra []*os.File
-	for i := 0; i < l.opts.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	if spec.Process.Terminal {
+		console := l.opts.ConsoleConn
+		if console == nil {
+			if console, err = dialConsole(l.opts.ConsoleSocket); err != nil {
+				return err
+			}
+			defer console.Close()
+		}
+		extra = append(extra, console)
 	}
-	fdOf := func(f *os.File) int { extra = append(extra, f); return 2 + len(extra) }
-	childFD, fifoChild, exeFD := fdOf(child), fdOf(fifoFile), fdOf(exe)
-	consoleFD := -1
-	if console != nil {
-		consoleFD = fdOf(console)
-	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(exeFD),
-		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{initPipeEnv(childFD)},
-		ExtraFiles: extra,
-		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-	}
-	if l.opts.Stdio != nil {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = l.opts.Stdio[0], l.opts.Stdio[1], l.opts.Stdio[2]
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start init: %w", err)
-	}
-	l.cmd = cmd
-	child.Close()
-	ch := newChannel(parent)
-
-	// The cgroup comes first, so that the namespaces (the cgroup
-	// namespace in particular) are made inside it.
-	if err := l.setupCgroup(cmd.Process.Pid); err != nil {
-		return err
-	}
-	pid, err := ch.enterNamespaces(l.plan, cmd.Process.Pid, func(pid int) error {
-		return writeIDMaps(pid, spec.Linux)
+	sp, err := spawn(spawnOpts{
+		preserveFDs: l.opts.PreserveFDs,
+		extra:       append([]*os.File{fifoFile}, extra...),
+		stdio:       l.opts.Stdio,
+		plan:        l.plan,
+		beforeNS:    l.setupCgroup,
+		userns:      func(pid int) error { return writeIDMaps(pid, spec.Linux) },
 	})
 	if err != nil {
 		return err
 	}
-	l.pid = pid
-	if pid != cmd.Process.Pid {
-		// The constructor forked into the PID namespace; reap the parent.
-		cmd.Wait()
-	} else {
-		cmd.Process.Release()
+	l.sp = sp
+	defer sp.ch.f.Close()
+	pid, ch := sp.pid, sp.ch
+	fifoChild, consoleFD := sp.fds[0], -1
+	if len(sp.fds) > 1 {
+		consoleFD = sp.fds[1]
 	}
 	l.c.s.Pid = pid
 	start, _, err := procStat(pid)
@@ -354,9 +307,10 @@ func (l *launch) run(ctx context.Context) error {
 // on the host, as runc does.
 func (l *launch) sendListener(fd int) error {
 	s := l.c.s.Spec.Linux.Seccomp
-	pidfd, err := unix.PidfdOpen(l.pid, 0)
+	pid := l.sp.pid
+	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return fmt.Errorf("seccomp listener: open init %d: %w", l.pid, err)
+		return fmt.Errorf("seccomp listener: open init %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
 	nfd, err := unix.PidfdGetfd(pidfd, fd, 0)
@@ -365,9 +319,9 @@ func (l *launch) sendListener(fd int) error {
 	}
 	defer unix.Close(nfd)
 	st := l.c.State()
-	st.Status, st.Pid = StatusCreating, l.pid
+	st.Status, st.Pid = StatusCreating, pid
 	ps := specs.ContainerProcessState{
-		Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: l.pid,
+		Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: pid,
 		Metadata: s.ListenerMetadata, State: st,
 	}
 	return seccomp.SendListener(s.ListenerPath, nfd, ps)
@@ -404,14 +358,8 @@ func (l *launch) setupCgroup(pid int) error {
 
 // rollback undoes a failed Create.
 func (l *launch) rollback() {
-	if l.pid > 0 {
-		unix.Kill(l.pid, unix.SIGKILL)
-	}
-	if l.cmd != nil && l.cmd.Process != nil {
-		l.cmd.Process.Kill()
-		if l.pid == l.cmd.Process.Pid || l.pid == 0 {
-			l.cmd.Wait()
-		}
+	if l.sp != nil {
+		l.sp.kill()
 	}
 	if l.cg != nil {
 		l.cg.Destroy()

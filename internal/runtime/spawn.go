@@ -1,0 +1,127 @@
+package runtime
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// spawnOpts describe a process started from the sealed runtime binary and
+// moved into namespaces by the nsenter constructor: a container's init, or a
+// process exec'd into a running container.
+type spawnOpts struct {
+	preserveFDs int          // the caller's fds 3.. 3+preserveFDs-1 pass through
+	extra       []*os.File   // more descriptors for the init; spawned.fds says where
+	stdio       *[3]*os.File // nil: the runtime's own standard streams
+	plan        *nsPlan
+	// beforeNS runs once the process exists and before it enters any
+	// namespace: the cgroup goes here, so that namespaces (the cgroup
+	// namespace above all) are made from inside it.
+	beforeNS func(pid int) error
+	// userns writes the ID maps of a user namespace the plan creates.
+	userns func(pid int) error
+}
+
+// spawned is a started process, inside its namespaces and waiting for its
+// configuration on ch.
+type spawned struct {
+	cmd *exec.Cmd
+	ch  *channel
+	pid int   // host PID of the process that goes on (after a PID namespace fork)
+	fds []int // the descriptor numbers of spawnOpts.extra in the process
+}
+
+// spawn starts the process. On error nothing it started is left running.
+func spawn(o spawnOpts) (*spawned, error) {
+	exe, err := sealedSelf()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	parent, child, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	defer child.Close()
+
+	// Descriptors: 0-2 stdio, the preserved ones, then the runtime's.
+	var files []*os.File
+	for i := 0; i < o.preserveFDs; i++ {
+		files = append(files, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	add := func(f *os.File) int { files = append(files, f); return 2 + len(files) }
+	childFD, exeFD := add(child), add(exe)
+	s := &spawned{}
+	for _, f := range o.extra {
+		s.fds = append(s.fds, add(f))
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(exeFD),
+		Args:       []string{"berth-runtime", "init"},
+		Env:        []string{initPipeEnv(childFD)},
+		ExtraFiles: files,
+		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	if o.stdio != nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.stdio[0], o.stdio[1], o.stdio[2]
+	}
+	if err := cmd.Start(); err != nil {
+		parent.Close()
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	s.cmd, s.ch = cmd, newChannel(parent)
+	child.Close()
+	fail := func(err error) (*spawned, error) {
+		s.kill()
+		return nil, err
+	}
+	if o.beforeNS != nil {
+		if err := o.beforeNS(cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+	}
+	pid, err := s.ch.enterNamespaces(o.plan, cmd.Process.Pid, o.userns)
+	if err != nil {
+		return fail(err)
+	}
+	s.pid = pid
+	if pid != cmd.Process.Pid {
+		// The constructor forked into the PID namespace: reap its parent.
+		cmd.Wait()
+	} else {
+		cmd.Process.Release()
+	}
+	return s, nil
+}
+
+// kill ends the spawned process (and the constructor's parent, if it is
+// still there) and closes the channel.
+func (s *spawned) kill() {
+	if s.pid > 0 {
+		unix.Kill(s.pid, unix.SIGKILL)
+	}
+	if s.cmd.Process != nil && (s.pid == 0 || s.pid == s.cmd.Process.Pid) {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+	s.ch.f.Close()
+}
+
+// dialConsole connects to a console socket, which will receive the pty
+// master.
+func dialConsole(path string) (*os.File, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("connect to console socket %s: %w", path, err)
+	}
+	defer conn.Close()
+	f, err := conn.File()
+	if err != nil {
+		return nil, fmt.Errorf("console socket %s: %w", path, err)
+	}
+	return f, nil
+}
