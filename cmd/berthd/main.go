@@ -418,13 +418,16 @@ func listenUnix(path, group string, log *slog.Logger) (net.Listener, error) {
 			gid = n
 		}
 	}
+	mode := os.FileMode(0o660)
 	if gid >= 0 {
 		if err := os.Chown(path, -1, gid); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("chown socket %s to group %s: %w", path, group, err)
+			// Keep the socket to its owner rather than share it with a
+			// group that was not asked for.
+			log.Warn("cannot give the socket to its group; keeping it owner-only", "path", path, "group", group, "err", err)
+			mode = 0o600
 		}
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
 	}
