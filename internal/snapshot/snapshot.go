@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -532,30 +531,73 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (int64, error) {
 	if !ok {
 		return 0, errdefs.NotFound(fmt.Errorf("usage of snapshot %s", key))
 	}
-	type inode struct{ dev, ino uint64 }
+	fd, err := unix.Open(s.fsDir(info), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("usage of snapshot %s: %w", key, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, fmt.Errorf("usage of snapshot %s: %w", key, err)
+	}
 	seen := map[inode]bool{}
+	total, err := du(ctx, fd, seen)
+	if err != nil {
+		return 0, fmt.Errorf("usage of snapshot %s: %w", key, err)
+	}
+	return total + st.Blocks*512, nil
+}
+
+type inode struct{ dev, ino uint64 }
+
+// du sums the blocks of everything below the directory open as fd, each
+// inode once. It descends by descriptor with O_NOFOLLOW, so a running
+// container that swaps a directory for a symlink cannot send it elsewhere.
+func du(ctx context.Context, fd int, seen map[inode]bool) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return 0, err
+	}
+	f := os.NewFile(uintptr(dup), "")
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
 	var total int64
-	err := filepath.WalkDir(s.fsDir(info), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	for _, name := range names {
 		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // deleted meanwhile
+			}
+			return 0, err
 		}
 		id := inode{uint64(st.Dev), st.Ino}
 		if seen[id] {
-			return nil
+			continue
 		}
 		seen[id] = true
 		total += st.Blocks * 512
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("usage of snapshot %s: %w", key, err)
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+				continue // replaced meanwhile
+			}
+			return 0, err
+		}
+		n, err := du(ctx, sub, seen)
+		unix.Close(sub)
+		if err != nil {
+			return 0, err
+		}
+		total += n
 	}
 	return total, nil
 }

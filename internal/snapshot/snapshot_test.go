@@ -362,6 +362,20 @@ func TestUsage(t *testing.T) {
 	if err != nil || n < 100000 {
 		t.Fatalf("Usage = %d, %v", n, err)
 	}
+	// Symlinks are not followed: a container's link to a big tree elsewhere
+	// costs it nothing.
+	if _, err := s.Prepare(ctx, "c", ""); err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := s.Paths(ctx, "c")
+	elsewhere := t.TempDir()
+	os.WriteFile(filepath.Join(elsewhere, "big"), bytes.Repeat([]byte("x"), 1<<20), 0o644)
+	os.Symlink(elsewhere, filepath.Join(paths[0], "link"))
+	os.Mkdir(filepath.Join(paths[0], "d"), 0o755)
+	os.WriteFile(filepath.Join(paths[0], "d", "small"), []byte("x"), 0o644)
+	if n, err := s.Usage(ctx, "c"); err != nil || n >= 1<<20 || n == 0 {
+		t.Fatalf("Usage of a container with a symlink out = %d, %v", n, err)
+	}
 	if _, err := s.Usage(ctx, "nope"); !errdefs.IsNotFound(err) {
 		t.Fatalf("Usage of a missing snapshot: %v", err)
 	}
