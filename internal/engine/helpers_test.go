@@ -6,7 +6,10 @@ import (
 	"context"
 	"io"
 	"sort"
+	"strings"
 	"testing"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/berth-project/berth/internal/content"
 	"github.com/berth-project/berth/internal/errdefs"
@@ -93,6 +96,51 @@ func TestArchiveLinks(t *testing.T) {
 		tw.Close()
 		if _, err := unpackArchive(context.Background(), bytes.NewReader(buf.Bytes()), t.TempDir()); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("link to %s: %v", link, err)
+		}
+	}
+}
+
+func TestApplyChange(t *testing.T) {
+	var c dockerspec.DockerOCIImageConfig
+	for _, ch := range []string{
+		"ENV A 1 2",
+		`ENV B="x y" C=z`,
+		"ENV A=3",
+		"ENTRYPOINT /bin/app --flag",
+		`VOLUME ["/data", "/logs"]`,
+		"VOLUME /cache",
+		"USER 1000:1000",
+		"STOPSIGNAL SIGINT",
+		"EXPOSE 53/udp 8080",
+		"ONBUILD RUN true",
+		`LABEL "k 1"=v`,
+	} {
+		if err := applyChange(&c, ch); err != nil {
+			t.Fatalf("%s: %v", ch, err)
+		}
+	}
+	if got := strings.Join(c.Env, ","); got != "A=3,B=x y,C=z" {
+		t.Errorf("env: %q", got)
+	}
+	if strings.Join(c.Entrypoint, "|") != "/bin/sh|-c|/bin/app --flag" {
+		t.Errorf("entrypoint: %q", c.Entrypoint)
+	}
+	for _, v := range []string{"/data", "/logs", "/cache"} {
+		if _, ok := c.Volumes[v]; !ok {
+			t.Errorf("volume %s missing: %v", v, c.Volumes)
+		}
+	}
+	for _, p := range []string{"53/udp", "8080/tcp"} {
+		if _, ok := c.ExposedPorts[p]; !ok {
+			t.Errorf("port %s missing: %v", p, c.ExposedPorts)
+		}
+	}
+	if c.User != "1000:1000" || c.StopSignal != "SIGINT" || len(c.OnBuild) != 1 || c.Labels["k 1"] != "v" {
+		t.Errorf("config: %+v", c)
+	}
+	for _, bad := range []string{"RUN x", "ENV", "LABEL novalue"} {
+		if err := applyChange(&c, bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%q: %v", bad, err)
 		}
 	}
 }
