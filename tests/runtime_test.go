@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -284,4 +285,58 @@ func TestRuntimeCLISignals(t *testing.T) {
 	r.ok("kill", "s1", "SIGKILL")
 	r.waitStatus("s1", specs.StateStopped)
 	r.ok("delete", "s1")
+}
+
+// exec joins every namespace and the cgroup of the container and gets the
+// same protections as the init: only stdio, a cwd inside the container.
+func TestRuntimeCLIExec(t *testing.T) {
+	r := newRT(t)
+	dir, _ := testutil.BusyboxBundle(t, "sleep", "100")
+	r.ok("run", "--detach", "--bundle", dir, "e1")
+	init := r.state("e1").Pid
+	out := r.ok("exec", "e1", "sh", "-c", "for n in pid net mnt uts ipc; do readlink /proc/self/ns/$n; done; hostname; ls /proc/self/fd | tr '\\n' ' '")
+	for _, ns := range []string{"pid", "net", "mnt", "uts", "ipc"} {
+		want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", init, ns))
+		if err != nil || !strings.Contains(out, want) {
+			t.Fatalf("exec is not in the container's %s namespace %s: %q (%v)", ns, want, out, err)
+		}
+	}
+	if !strings.Contains(out, "berth\n") || !strings.HasSuffix(strings.TrimSpace(out), "0 1 2 3") {
+		t.Fatalf("exec output %q: want the container's hostname and only stdio", out)
+	}
+	// The exec'd process is in the container's cgroup.
+	pidFile := filepath.Join(t.TempDir(), "p")
+	r.ok("exec", "-d", "--pid-file", pidFile, "e1", "sleep", "50")
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initCg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", init))
+	execCg, _ := os.ReadFile(fmt.Sprintf("/proc/%s/cgroup", strings.TrimSpace(string(data))))
+	if len(initCg) == 0 || string(initCg) != string(execCg) {
+		t.Fatalf("exec'd process cgroups:\n%s\ninit's:\n%s", execCg, initCg)
+	}
+	_, errOut, err := r.exec("exec", "e1", "sh", "-c", "exit 3")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("exec exit status: %v %s, want 3", err, errOut)
+	}
+	got := r.ok("exec", "--user", "65534:65534", "--env", "FOO=bar", "--cwd", "/proc", "e1", "sh", "-c", "id -u; echo $FOO; pwd")
+	if got != "65534\nbar\n/proc\n" {
+		t.Fatalf("exec --user/--env/--cwd: %q", got)
+	}
+	// A working directory outside the container is refused (CVE-2024-21626).
+	for fd := 3; fd < 10; fd++ {
+		if _, _, err := r.exec("exec", "--cwd", fmt.Sprintf("/proc/self/fd/%d", fd), "e1", "pwd"); err == nil {
+			t.Fatalf("exec with cwd /proc/self/fd/%d succeeded", fd)
+		}
+	}
+	if msg := r.fails("exec", "e1", "no-such-program"); !strings.Contains(msg, "no-such-program") {
+		t.Fatalf("exec of a missing program: %q", msg)
+	}
+	r.ok("kill", "e1", "KILL")
+	r.waitStatus("e1", specs.StateStopped)
+	if msg := r.fails("exec", "e1", "true"); !strings.Contains(msg, "stopped") {
+		t.Fatalf("exec in a stopped container: %q", msg)
+	}
 }

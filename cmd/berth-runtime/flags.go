@@ -31,7 +31,7 @@ func parseGlobals(args []string) (*globals, []string, error) {
 	g := &globals{}
 	fs := flag.NewFlagSet("berth-runtime", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&g.root, "root", runtime.DefaultRoot, "state directory")
+	fs.StringVar(&g.root, "root", runtime.DefaultStateRoot(), "state directory")
 	fs.StringVar(&g.logPath, "log", "", "log file")
 	fs.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&g.debug, "debug", false, "debug logging")
@@ -113,6 +113,27 @@ func (f *flags) integer(p *int, names ...string) {
 	for _, n := range names {
 		f.fs.IntVar(p, n, 0, "")
 	}
+}
+
+// strings is a flag that may be given many times.
+type stringList []string
+
+func (l *stringList) String() string     { return fmt.Sprint(*l) }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func (f *flags) list(p *[]string, names ...string) {
+	for _, n := range names {
+		f.fs.Var((*stringList)(p), n, "")
+	}
+}
+
+// parseUntilArgs parses flags up to the first positional argument and
+// returns it with everything after it untouched (a command and its flags).
+func (f *flags) parseUntilArgs(args []string) ([]string, error) {
+	if err := f.fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.fs.Name(), err)
+	}
+	return f.fs.Args(), nil
 }
 
 // parse returns the positional arguments; flags may come between them.

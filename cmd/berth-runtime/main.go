@@ -46,20 +46,22 @@ var usages = map[string]string{
 	"features": "features",
 	"pause":    "pause ID",
 	"resume":   "resume ID",
+	"exec":     "exec [--process FILE] [--tty] [--console-socket SOCK] [--detach] [--pid-file FILE] [--cwd DIR] [--env K=V] [--user UID[:GID]] [--additional-gids GID] [--cap CAP] [--no-new-privs] [--preserve-fds N] ID [COMMAND [ARG...]]",
 }
 
 func commandFor(name string) func(*globals, []string) error {
 	return map[string]func(*globals, []string) error{
 		"create": cmdCreate, "start": cmdStart, "state": cmdState, "kill": cmdKill,
 		"delete": cmdDelete, "run": cmdRun, "list": cmdList, "spec": cmdSpec,
-		"features": cmdFeatures, "pause": cmdPause, "resume": cmdResume,
+		"features": cmdFeatures, "pause": cmdPause, "resume": cmdResume, "exec": cmdExec,
 	}[name]
 }
 
 func main() {
 	if runtime.IsInit() {
-		err := runtime.Init()
-		fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+		if err := runtime.Init(); !errors.Is(err, runtime.ErrReported) {
+			fmt.Fprintf(os.Stderr, "berth-runtime init: %v\n", err)
+		}
 		os.Exit(1)
 	}
 	os.Exit(mainWithCode(os.Args[1:]))

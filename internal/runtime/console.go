@@ -10,47 +10,56 @@ import (
 	"github.com/berth-project/berth/internal/runtime/rootfs"
 )
 
-// setupConsole gives the container a terminal, as runc does: it opens a
-// new pty in the container's devpts, sends the master to the console socket
-// (SCM_RIGHTS, with the pty's name as the message), makes the slave the
-// standard streams and the controlling terminal, and binds it on
+// setupConsole gives the container a terminal and binds it on
 // /dev/console.
 func setupConsole(socketFD int) error {
+	slavePath, err := openConsole(socketFD)
+	if err != nil {
+		return err
+	}
+	return rootfs.BindConsole(slavePath)
+}
+
+// openConsole makes a terminal for the process, as runc does: it opens a
+// new pty in the container's devpts, sends the master to the console socket
+// (SCM_RIGHTS, with the pty's name as the message), and makes the slave the
+// standard streams and the controlling terminal. It returns the slave's path.
+func openConsole(socketFD int) (string, error) {
 	if socketFD < 0 {
-		return fmt.Errorf("console: no console socket")
+		return "", fmt.Errorf("console: no console socket")
 	}
 	master, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("console: open /dev/ptmx: %w", err)
+		return "", fmt.Errorf("console: open /dev/ptmx: %w", err)
 	}
 	defer unix.Close(master)
 	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
-		return fmt.Errorf("console: unlock pty: %w", err)
+		return "", fmt.Errorf("console: unlock pty: %w", err)
 	}
 	n, err := unix.IoctlGetUint32(master, unix.TIOCGPTN)
 	if err != nil {
-		return fmt.Errorf("console: pty number: %w", err)
+		return "", fmt.Errorf("console: pty number: %w", err)
 	}
 	slavePath := "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
 	slave, err := unix.Open(slavePath, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("console: open %s: %w", slavePath, err)
+		return "", fmt.Errorf("console: open %s: %w", slavePath, err)
 	}
 	defer unix.Close(slave)
 	rights := unix.UnixRights(master)
 	if err := unix.Sendmsg(socketFD, []byte(slavePath), rights, nil, 0); err != nil {
-		return fmt.Errorf("console: send pty master to console socket: %w", err)
+		return "", fmt.Errorf("console: send pty master to console socket: %w", err)
 	}
 	unix.Close(socketFD)
 	for _, fd := range []int{0, 1, 2} {
 		if err := unix.Dup3(slave, fd, 0); err != nil {
-			return fmt.Errorf("console: dup pty to fd %d: %w", fd, err)
+			return "", fmt.Errorf("console: dup pty to fd %d: %w", fd, err)
 		}
 	}
 	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
-		return fmt.Errorf("console: set controlling terminal: %w", err)
+		return "", fmt.Errorf("console: set controlling terminal: %w", err)
 	}
-	return rootfs.BindConsole(slavePath)
+	return slavePath, nil
 }
 
 // Personality domains the runtime spec names.

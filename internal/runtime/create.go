@@ -336,6 +336,10 @@ func absPath(p string) string {
 
 // setupCgroup creates the container's cgroup, moves pid into it and applies
 // the configured resources with the devices every container needs.
+//
+// Rootless, the cgroup is used only where it was delegated: when the kernel
+// refuses it, the container goes without one, unless resources were asked
+// for, which is an error.
 func (l *launch) setupCgroup(pid int) error {
 	spec := l.c.s.Spec
 	cg, err := cgroups.New(spec.Linux.CgroupsPath, l.c.s.ID, l.opts.SystemdCgroup)
@@ -344,7 +348,15 @@ func (l *launch) setupCgroup(pid int) error {
 	}
 	l.cg = cg
 	if err := cg.Apply(pid); err != nil {
-		return err
+		if !Rootless() || !cgroupPermissionError(err) {
+			return err
+		}
+		cg.Destroy()
+		l.cg = nil
+		if resourcesRequested(spec.Linux.Resources) {
+			return errdefs.FailedPrecondition(fmt.Errorf("linux.resources need a cgroup, and running unprivileged the runtime may not create one (it was not delegated to this user): %w", err))
+		}
+		return nil
 	}
 	l.c.s.CgroupPaths = cg.Paths()
 	r := spec.Linux.Resources
@@ -365,35 +377,6 @@ func (l *launch) rollback() {
 		l.cg.Destroy()
 	}
 	os.RemoveAll(l.c.dir)
-}
-
-// writeIDMaps writes the user namespace's ID maps of pid.
-func writeIDMaps(pid int, l *specs.Linux) error {
-	write := func(name string, maps []specs.LinuxIDMapping) error {
-		var b strings.Builder
-		for _, m := range maps {
-			fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
-		}
-		path := fmt.Sprintf("/proc/%d/%s", pid, name)
-		if err := os.WriteFile(path, []byte(b.String()), 0); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
-	}
-	if err := write("uid_map", l.UIDMappings); err != nil {
-		return err
-	}
-	return write("gid_map", l.GIDMappings)
-}
-
-// hostID maps a container ID to the host through maps (identity without maps).
-func hostID(maps []specs.LinuxIDMapping, id uint32) int {
-	for _, m := range maps {
-		if id >= m.ContainerID && id-m.ContainerID < m.Size {
-			return int(m.HostID + id - m.ContainerID)
-		}
-	}
-	return int(id)
 }
 
 func ownerName() string {

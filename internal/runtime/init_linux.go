@@ -37,12 +37,20 @@ func Init() error {
 		return fmt.Errorf("init: read config: %w", err)
 	}
 	in := &initProc{ch: ch, cfg: &cfg}
-	err = in.setup()
-	if err != nil && !in.detached {
-		ch.send(message{Type: msgError, Error: err.Error()})
+	if cfg.Exec {
+		err = in.setupExec()
+	} else {
+		err = in.setup()
+	}
+	if err != nil && !in.detached && ch.send(message{Type: msgError, Error: err.Error()}) == nil {
+		return ErrReported
 	}
 	return err
 }
+
+// ErrReported is what Init returns when the runtime has the error already:
+// the init should exit without printing it again.
+var ErrReported = errors.New("error reported to the runtime")
 
 type initProc struct {
 	ch       *channel
@@ -133,42 +141,10 @@ func (in *initProc) setup() error {
 			return err
 		}
 	}
-	env := withHome(spec.Process.Env, spec.Process.User.UID)
-	argv0, err := lookPath(spec.Process.Args[0], env)
+	u, err := in.prepareProcess()
 	if err != nil {
 		return err
 	}
-	// Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN,
-	// so it happens before the capabilities are dropped (as in runc);
-	// with it, the filter waits until just before exec. The working
-	// directory is checked first either way, so a filter that denies
-	// getcwd cannot get in the way. It is entered again after dropping
-	// privileges so that the user's own permissions apply.
-	// A notify filter is loaded early too: its descriptor must reach the
-	// runtime before create returns.
-	var prog *seccomp.Program
-	if len(cfg.Seccomp) > 0 {
-		prog = new(seccomp.Program)
-		if err := prog.UnmarshalBinary(cfg.Seccomp); err != nil {
-			return err
-		}
-	}
-	early := prog != nil && (!spec.Process.NoNewPrivileges || prog.Notify())
-	if err := enterCwd(spec.Process.Cwd); err != nil && !errors.Is(err, unix.EACCES) {
-		return err
-	}
-	if early {
-		if err := in.loadSeccomp(prog); err != nil {
-			return err
-		}
-	}
-	if err := process.Apply(spec.Process); err != nil {
-		return err
-	}
-	if err := unix.Chdir(spec.Process.Cwd); err != nil {
-		return fmt.Errorf("chdir to cwd %q: %w", spec.Process.Cwd, err)
-	}
-
 	if err := in.ch.send(message{Type: msgCreated}); err != nil {
 		return fmt.Errorf("report created: %w", err)
 	}
@@ -181,13 +157,91 @@ func (in *initProc) setup() error {
 			return err
 		}
 	}
-	if prog != nil && !early {
-		if err := in.loadSeccomp(prog); err != nil {
+	return in.exec(u)
+}
+
+// setupExec prepares a process exec'd into a running container: it is in
+// the container's namespaces and cgroup already; what is left is its
+// terminal and its own attributes.
+func (in *initProc) setupExec() error {
+	cfg, p := in.cfg, in.cfg.Spec.Process
+	if err := closeOnExecFrom(3 + cfg.PreserveFDs); err != nil {
+		return err
+	}
+	if p.Terminal {
+		if _, err := unix.Setsid(); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+		if _, err := openConsole(cfg.ConsoleFD); err != nil {
 			return err
 		}
 	}
-	if err := unix.Exec(argv0, spec.Process.Args, env); err != nil {
-		return fmt.Errorf("exec %s: %w", spec.Process.Args[0], err)
+	u, err := in.prepareProcess()
+	if err != nil {
+		return err
+	}
+	return in.exec(u)
+}
+
+// userProcess is the user's program, ready to be exec'd.
+type userProcess struct {
+	argv0 string
+	env   []string
+	prog  *seccomp.Program // the seccomp filter, if any
+	early bool             // prog is loaded already
+}
+
+// prepareProcess finds the program, enters the working directory and
+// applies the process's attributes: everything up to waiting for start.
+//
+// Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN, so it
+// happens before the capabilities are dropped (as in runc); a notify filter
+// is loaded early too, since its descriptor must reach the runtime before
+// create returns. Otherwise the filter waits until just before exec. The
+// working directory is checked first either way, so a filter that denies
+// getcwd cannot get in the way; it is entered again after dropping
+// privileges so that the user's own permissions apply.
+func (in *initProc) prepareProcess() (*userProcess, error) {
+	cfg, p := in.cfg, in.cfg.Spec.Process
+	u := &userProcess{env: withHome(p.Env, p.User.UID)}
+	var err error
+	if u.argv0, err = lookPath(p.Args[0], u.env); err != nil {
+		return nil, err
+	}
+	if len(cfg.Seccomp) > 0 {
+		u.prog = new(seccomp.Program)
+		if err := u.prog.UnmarshalBinary(cfg.Seccomp); err != nil {
+			return nil, err
+		}
+		u.early = !p.NoNewPrivileges || u.prog.Notify()
+	}
+	if err := enterCwd(p.Cwd); err != nil && !errors.Is(err, unix.EACCES) {
+		return nil, err
+	}
+	if u.early {
+		if err := in.loadSeccomp(u.prog); err != nil {
+			return nil, err
+		}
+	}
+	if err := process.Apply(p); err != nil {
+		return nil, err
+	}
+	if err := unix.Chdir(p.Cwd); err != nil {
+		return nil, fmt.Errorf("chdir to cwd %q: %w", p.Cwd, err)
+	}
+	return u, nil
+}
+
+// exec loads a late seccomp filter and becomes the user's program.
+func (in *initProc) exec(u *userProcess) error {
+	if u.prog != nil && !u.early {
+		if err := in.loadSeccomp(u.prog); err != nil {
+			return err
+		}
+	}
+	args := in.cfg.Spec.Process.Args
+	if err := unix.Exec(u.argv0, args, u.env); err != nil {
+		return fmt.Errorf("exec %s: %w", args[0], err)
 	}
 	return nil
 }

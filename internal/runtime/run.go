@@ -56,7 +56,7 @@ func Run(ctx context.Context, root, id string, o CreateOpts, detach bool, warn f
 	if detach {
 		return 0, nil
 	}
-	status := c.wait(sigs, tty)
+	status := waitProcess(c.s.Pid, sigs, tty, func(sig unix.Signal) { c.signalInit(sig) })
 	if tty != nil {
 		tty.drain()
 	}
@@ -66,13 +66,15 @@ func Run(ctx context.Context, root, id string, o CreateOpts, detach bool, warn f
 	return status, nil
 }
 
-// wait reaps children until the init exits, forwarding signals to it.
-func (c *Container) wait(sigs chan os.Signal, tty *ptyProxy) int {
+// waitProcess reaps children until pid exits and returns its exit code
+// (128+signal when a signal ended it), passing the signals the runtime
+// receives on to forward and window size changes to the terminal.
+func waitProcess(pid int, sigs chan os.Signal, tty *ptyProxy, forward func(unix.Signal)) int {
 	exited := make(chan int, 1)
 	go func() {
 		for {
 			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, 0, nil)
+			got, err := unix.Wait4(-1, &ws, 0, nil)
 			if err == unix.EINTR {
 				continue
 			}
@@ -80,17 +82,18 @@ func (c *Container) wait(sigs chan os.Signal, tty *ptyProxy) int {
 				exited <- 255
 				return
 			}
-			if pid == c.s.Pid {
-				switch {
-				case ws.Exited():
-					exited <- ws.ExitStatus()
-				case ws.Signaled():
-					exited <- 128 + int(ws.Signal())
-				default:
-					continue
-				}
-				return
+			if got != pid {
+				continue
 			}
+			switch {
+			case ws.Exited():
+				exited <- ws.ExitStatus()
+			case ws.Signaled():
+				exited <- 128 + int(ws.Signal())
+			default:
+				continue
+			}
+			return
 		}
 	}()
 	for {
@@ -101,14 +104,13 @@ func (c *Container) wait(sigs chan os.Signal, tty *ptyProxy) int {
 			sig := s.(unix.Signal)
 			switch sig {
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
-				continue
 			case unix.SIGWINCH:
 				if tty != nil {
 					tty.resize()
 				}
-				continue
+			default:
+				forward(sig)
 			}
-			c.signalInit(sig)
 		}
 	}
 }

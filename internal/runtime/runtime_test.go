@@ -26,8 +26,9 @@ func TestMain(m *testing.M) {
 	if IsInit() {
 		goruntime.GOMAXPROCS(1)
 		goruntime.LockOSThread()
-		err := Init()
-		fmt.Fprintf(os.Stderr, "init: %v\n", err)
+		if err := Init(); !errors.Is(err, ErrReported) {
+			fmt.Fprintf(os.Stderr, "init: %v\n", err)
+		}
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
