@@ -101,8 +101,6 @@ func toRootless(s *specs.Spec) {
 				}
 			}
 			m.Options = opts
-		case "/dev/mqueue":
-			m = specs.Mount{Destination: "/dev/mqueue", Type: "none", Source: "/dev/mqueue", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
 		}
 		mounts = append(mounts, m)
 	}

@@ -178,7 +178,14 @@ func (c *Config) mountOne(root *os.File, m specs.Mount) error {
 		if err := checkProcTarget(t, dest); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", m.Type, dest, err)
 		}
-		return mnt.Mount(fdPath(t))
+		err = mnt.Mount(fdPath(t))
+		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) {
+			// The kernel mounts sysfs only for the owner of the network
+			// namespace: in a user namespace sharing the host's, runc
+			// binds the host's /sys instead, with the same options.
+			err = mountBind(root, mount.Mount{Type: "bind", Source: "/sys", Target: dest, Options: append([]string{"rbind"}, m.Options...)})
+		}
+		return err
 	}
 	t, err := mkTarget(root, dest, false)
 	if err != nil {
