@@ -9,6 +9,7 @@ pkgs=(
   runc crun                            # peers: conformance and benchmarks, --runtime tests
   docker-registry skopeo umoci         # local registries and image tool peers
   hyperfine                            # benchmarks
+  uidmap                               # rootless: newuidmap/newgidmap for /etc/subuid ranges
 )
 missing=()
 for p in "${pkgs[@]}"; do
