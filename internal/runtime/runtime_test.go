@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/runtime/cgroups"
 	_ "github.com/berth-project/berth/internal/runtime/nsenter"
 	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -400,5 +401,86 @@ func TestSeccompErrnoAndNotifyListener(t *testing.T) {
 	g := <-agent
 	if g.err != nil || g.fds != 1 || g.state.Metadata != "berth-test" || g.state.State.ID != "seccomp" || g.state.Pid <= 0 {
 		t.Fatalf("listener got %+v", g)
+	}
+}
+
+func TestTimeNamespaceOffsets(t *testing.T) {
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		t.Skip("kernel without time namespaces")
+	}
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "cat /proc/uptime")
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
+	s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"boottime": {Secs: 86400 * 365}}
+	testutil.WriteSpec(t, dir, s)
+	code, out := e.run("timens", dir)
+	var up float64
+	if _, err := fmt.Sscan(out, &up); err != nil || code != 0 {
+		t.Fatalf("uptime output %q (exit %d): %v", out, code, err)
+	}
+	if up < 86400*365 {
+		t.Fatalf("uptime %.0f s inside: the boottime offset of a year was not applied", up)
+	}
+}
+
+func TestPreserveFDsAndKillAll(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "echo through-fd3 >&3; sleep 100 & sleep 100 & wait")
+	s.Linux.Namespaces = s.Linux.Namespaces[1:] // no PID namespace: kill --all must find every process
+	if s.Linux.Namespaces[0].Type == specs.PIDNamespace {
+		t.Fatal("unexpected namespace order")
+	}
+	testutil.WriteSpec(t, dir, s)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// Preserved descriptors are the caller's 3.. : run the create from a
+	// child that has the pipe there.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCreatePreserved$")
+	cmd.Env = append(os.Environ(), "BERTH_HELPER_ROOT="+e.root, "BERTH_HELPER_BUNDLE="+dir)
+	cmd.ExtraFiles = []*os.File{w}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("create with a preserved fd: %v %s", err, out)
+	}
+	w.Close()
+	c, err := Load(e.root, "preserve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, _ := r.Read(buf)
+	if got := strings.TrimSpace(string(buf[:n])); got != "through-fd3" {
+		t.Fatalf("read %q from the preserved descriptor", got)
+	}
+	cg := cgroups.Load(c.s.CgroupPaths)
+	waitFor(t, func() bool {
+		pids, err := cg.Pids()
+		return err == nil && len(pids) == 3
+	})
+	if err := c.Kill(unix.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		pids, err := cg.Pids()
+		return err == nil && len(pids) == 0
+	})
+}
+
+// TestHelperCreatePreserved is run by TestPreserveFDsAndKillAll in a child
+// process whose fd 3 is to be preserved.
+func TestHelperCreatePreserved(t *testing.T) {
+	root := os.Getenv("BERTH_HELPER_ROOT")
+	if root == "" {
+		t.Skip("helper for TestPreserveFDsAndKillAll")
+	}
+	devnull, _ := os.Open(os.DevNull)
+	o := CreateOpts{Bundle: os.Getenv("BERTH_HELPER_BUNDLE"), PreserveFDs: 1, Stdio: &[3]*os.File{devnull, devnull, devnull}}
+	if _, err := Create(context.Background(), root, "preserve", o); err != nil {
+		t.Fatal(err)
 	}
 }
