@@ -1,0 +1,340 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/berth-project/berth/internal/runtime/bundle"
+	"github.com/berth-project/berth/internal/testutil"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// worldDir makes a directory every user may traverse (t.TempDir's are 0700
+// and root's: neither a container root mapped to another uid nor an
+// unprivileged user could reach a bundle inside), removed when t ends.
+func worldDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-userns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// chownTree gives every file of dir to uid:gid, as a user shifts a rootfs
+// for a user namespace.
+func chownTree(t *testing.T, dir string, uid, gid int) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatalf("chown %s: %v", dir, err)
+	}
+}
+
+// As root, a container in a user namespace whose root is host uid 100000:
+// the rootfs (shifted to 100000 as users do) is usable, id and the maps
+// show the mapping, files it creates belong to 100000 on the host, the
+// host's devices work inside, /proc is mounted and /sys too (a bind of the
+// host's when the container shares the host's network namespace).
+func TestRuntimeCLIUserNamespaceMapping(t *testing.T) {
+	const base, size = 100000, 65536
+	script := `id; cat /proc/self/uid_map /proc/self/gid_map; cat /proc/self/setgroups
+echo data > /tmp/created && stat -c 'created %u:%g' /tmp/created
+echo x > /dev/null && head -c 4 /dev/zero | wc -c | sed 's/^/zero /'
+grep -q '^proc /proc proc' /proc/mounts && echo proc-mounted
+test -d /sys/class && echo sys-mounted
+stat -c 'pts %u:%g' /dev/pts/ptmx`
+	for _, netns := range []bool{true, false} {
+		t.Run(fmt.Sprintf("netns=%v", netns), func(t *testing.T) {
+			r := newRT(t)
+			dir := worldDir(t)
+			s, err := testutil.MakeBusyboxBundle(dir, "sh", "-c", script)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Root.Readonly = false
+			var ns []specs.LinuxNamespace
+			for _, n := range s.Linux.Namespaces {
+				if n.Type != specs.NetworkNamespace || netns {
+					ns = append(ns, n)
+				}
+			}
+			s.Linux.Namespaces = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
+			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: size}}
+			s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: size}}
+			testutil.WriteSpec(t, dir, s)
+			chownTree(t, filepath.Join(dir, "rootfs"), base, base)
+
+			id := "userns-" + strconv.FormatBool(netns)
+			out := r.ok("run", "--bundle", dir, id)
+			for _, want := range []string{
+				"uid=0(root) gid=0(root)",
+				"0     100000      65536",
+				"allow", // root on the host leaves setgroups(2) allowed, as runc
+				"created 0:0",
+				"zero 4",
+				"proc-mounted",
+				"sys-mounted",
+				"pts 0:0",
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(dir, "rootfs/tmp/created"), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Uid != base || st.Gid != base {
+				t.Errorf("file created by the container's root is %d:%d on the host, want %d:%d", st.Uid, st.Gid, base, base)
+			}
+			if ids := strings.Fields(r.ok("list", "-q")); len(ids) != 0 {
+				t.Fatalf("run left containers: %v", ids)
+			}
+		})
+	}
+}
+
+// testUser creates a system user for the test and removes it when the test
+// ends.
+func testUser(t *testing.T) *user.User {
+	t.Helper()
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("useradd is not installed")
+	}
+	name := fmt.Sprintf("berthrt%d", os.Getpid()%100000)
+	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", "--user-group", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// userRT drives berth-runtime as an unprivileged user: its own copy of the
+// binary and a state root of the user's own.
+type userRT struct {
+	t        *testing.T
+	bin      string
+	root     string
+	uid, gid uint32
+	env      []string
+}
+
+func newUserRT(t *testing.T) *userRT {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	src := RequireBinary(t, "berth-runtime")
+	u := testUser(t)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	dir := worldDir(t)
+	bin := filepath.Join(dir, "berth-runtime")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &userRT{t: t, bin: bin, root: filepath.Join(dir, "state"), uid: uint32(uid), gid: uint32(gid),
+		env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/nonexistent"}}
+	if err := os.Mkdir(r.root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(r.root, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	// Registered after testUser's cleanup, so it runs before the user goes.
+	t.Cleanup(func() {
+		out, _, _ := r.exec(nil, "list", "-q")
+		for _, id := range strings.Fields(out) {
+			if _, e, err := r.exec(nil, "delete", "--force", id); err != nil {
+				t.Errorf("cleanup %s: %v %s", id, err, e)
+			}
+		}
+	})
+	return r
+}
+
+// exec runs berth-runtime as the user, with output in files (see rt.exec).
+// With extraEnv nil it passes --root; otherwise it adds extraEnv to the
+// environment and leaves the state root to its default.
+func (r *userRT) exec(extraEnv []string, args ...string) (stdout, stderr string, err error) {
+	r.t.Helper()
+	dir := r.t.TempDir()
+	outF, err1 := os.Create(filepath.Join(dir, "stdout"))
+	errF, err2 := os.Create(filepath.Join(dir, "stderr"))
+	if err1 != nil || err2 != nil {
+		r.t.Fatal(err1, err2)
+	}
+	defer outF.Close()
+	defer errF.Close()
+	if extraEnv == nil {
+		args = append([]string{"--root", r.root}, args...)
+	}
+	c := exec.Command(r.bin, args...)
+	c.Env = append(append([]string(nil), r.env...), extraEnv...)
+	c.Dir = "/"
+	c.Stdout, c.Stderr = outF, errF
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: r.uid, Gid: r.gid, Groups: []uint32{}}}
+	err = c.Run()
+	o, _ := os.ReadFile(outF.Name())
+	e, _ := os.ReadFile(errF.Name())
+	return string(o), string(e), err
+}
+
+func (r *userRT) ok(args ...string) string {
+	r.t.Helper()
+	out, errOut, err := r.exec(nil, args...)
+	if err != nil {
+		r.t.Fatalf("berth-runtime %v as uid %d: %v: %s", args, r.uid, err, errOut)
+	}
+	return out
+}
+
+// rootlessBundle writes `spec --rootless` as the user into a bundle the
+// user owns, with a busybox rootfs and args as the process.
+func (r *userRT) rootlessBundle(args ...string) (string, *specs.Spec) {
+	r.t.Helper()
+	dir := filepath.Join(worldDir(r.t), "bundle")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.Chown(dir, int(r.uid), int(r.gid)); err != nil {
+		r.t.Fatal(err)
+	}
+	r.ok("spec", "--rootless", "--bundle", dir)
+	if err := testutil.MakeBusyboxRootfs(filepath.Join(dir, "rootfs")); err != nil {
+		r.t.Fatal(err)
+	}
+	chownTree(r.t, dir, int(r.uid), int(r.gid))
+	s, _, err := bundle.Load(dir)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	s.Process.Terminal = false
+	s.Process.Args = args
+	r.write(dir, s)
+	return dir, s
+}
+
+func (r *userRT) write(dir string, s *specs.Spec) {
+	r.t.Helper()
+	testutil.WriteSpec(r.t, dir, s)
+	if err := os.Chown(filepath.Join(dir, "config.json"), int(r.uid), int(r.gid)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// `spec --rootless` bundles run as an unprivileged user: root inside, the
+// user outside, without cgroups, and the user can kill and delete them.
+func TestRuntimeCLIRootless(t *testing.T) {
+	r := newUserRT(t)
+	dir, _ := r.rootlessBundle("sh", "-c", "id; cat /proc/self/uid_map /proc/self/setgroups; test -d /sys/class && echo sys-mounted; echo x > /dev/null && echo null-ok")
+	out := r.ok("run", "--bundle", dir, "once")
+	want := []string{
+		"uid=0(root) gid=0(root)",
+		fmt.Sprintf("0 %10d %10d", r.uid, 1),
+		"deny", // written before the gid map, as the kernel wants unprivileged
+		"sys-mounted",
+		"null-ok",
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+
+	dir2, _ := r.rootlessBundle("sleep", "1000")
+	r.ok("run", "--detach", "--bundle", dir2, "bg")
+	var st specs.State
+	if err := json.Unmarshal([]byte(r.ok("state", "bg")), &st); err != nil || st.Status != specs.StateRunning {
+		t.Fatalf("state %+v (%v)", st, err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantUID := fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", r.uid, r.uid, r.uid, r.uid)
+	if !strings.Contains(string(status), wantUID+"\n") {
+		t.Errorf("container process on the host: want %q in\n%s", wantUID, status)
+	}
+	r.ok("kill", "bg", "KILL")
+	if _, e, err := r.exec(nil, "delete", "--force", "bg"); err != nil {
+		t.Fatalf("delete as the user: %v: %s", err, e)
+	}
+	if ids := strings.Fields(r.ok("list", "-q")); len(ids) != 0 {
+		t.Fatalf("containers left: %v", ids)
+	}
+}
+
+// Unprivileged, the state root defaults to $XDG_RUNTIME_DIR/berth-runtime.
+func TestRuntimeCLIRootlessDefaultRoot(t *testing.T) {
+	r := newUserRT(t)
+	dir, _ := r.rootlessBundle("true")
+	xdg := filepath.Join(worldDir(t), "xdg")
+	if err := os.Mkdir(xdg, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(xdg, int(r.uid), int(r.gid)); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"XDG_RUNTIME_DIR=" + xdg}
+	if _, e, err := r.exec(env, "create", "--bundle", dir, "dflt"); err != nil {
+		t.Fatalf("create: %v: %s", err, e)
+	}
+	if _, err := os.Stat(filepath.Join(xdg, "berth-runtime", "dflt", "state.json")); err != nil {
+		entries, _ := filepath.Glob(filepath.Join(xdg, "*", "*"))
+		t.Errorf("no state under $XDG_RUNTIME_DIR/berth-runtime: %v (found %v)", err, entries)
+	}
+	if _, e, err := r.exec(env, "delete", "--force", "dflt"); err != nil {
+		t.Fatalf("delete: %v: %s", err, e)
+	}
+}
+
+// Unprivileged, resources need a cgroup the user was not given: a clear
+// error, and nothing is left behind.
+func TestRuntimeCLIRootlessResourcesNeedDelegation(t *testing.T) {
+	r := newUserRT(t)
+	dir, s := r.rootlessBundle("true")
+	limit := int64(10)
+	s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}
+	r.write(dir, s)
+	_, e, err := r.exec(nil, "run", "--bundle", dir, "limited")
+	if err == nil {
+		t.Fatal("run with resources as an unprivileged user succeeded")
+	}
+	if !strings.Contains(e, "linux.resources") || !strings.Contains(e, "delegated") {
+		t.Errorf("error does not say why: %s", e)
+	}
+	if ids := strings.Fields(r.ok("list", "-q")); len(ids) != 0 {
+		t.Fatalf("containers left: %v", ids)
+	}
+}
