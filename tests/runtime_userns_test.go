@@ -113,15 +113,16 @@ stat -c 'pts %u:%g' /dev/pts/ptmx`
 	}
 }
 
-// testUser creates a system user for the test and removes it when the test
-// ends.
+// testUser creates a user for the test and removes it when the test ends.
+// As an ordinary user (not --system) it gets ranges in /etc/subuid and
+// /etc/subgid where useradd allocates them (Debian's SUB_UID_COUNT).
 func testUser(t *testing.T) *user.User {
 	t.Helper()
 	if _, err := exec.LookPath("useradd"); err != nil {
 		t.Skip("useradd is not installed")
 	}
 	name := fmt.Sprintf("berthrt%d", os.Getpid()%100000)
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+	if out, err := exec.Command("useradd", "--no-create-home", "--home-dir", "/nonexistent",
 		"--shell", "/usr/sbin/nologin", "--user-group", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v: %s", name, err, out)
 	}
@@ -336,5 +337,65 @@ func TestRuntimeCLIRootlessResourcesNeedDelegation(t *testing.T) {
 	}
 	if ids := strings.Fields(r.ok("list", "-q")); len(ids) != 0 {
 		t.Fatalf("containers left: %v", ids)
+	}
+}
+
+// subRange returns the user's first range in /etc/subuid or /etc/subgid.
+func subRange(t *testing.T, file, name string) (start, count uint32) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Skipf("no %s: %v", file, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 3 && f[0] == name {
+			s, err1 := strconv.ParseUint(f[1], 10, 32)
+			c, err2 := strconv.ParseUint(f[2], 10, 32)
+			if err1 == nil && err2 == nil {
+				return uint32(s), uint32(c)
+			}
+		}
+	}
+	t.Skipf("useradd gave %s no range in %s", name, file)
+	return 0, 0
+}
+
+// Unprivileged, mappings beyond the user's own ID go through newuidmap and
+// newgidmap within /etc/subuid and /etc/subgid: a file the container
+// chowns to 1000 belongs to the range's 1000th ID on the host.
+func TestRuntimeCLIRootlessSubordinateRanges(t *testing.T) {
+	if _, err := exec.LookPath("newuidmap"); err != nil {
+		t.Skip("newuidmap is not installed (Debian package uidmap)")
+	}
+	r := newUserRT(t)
+	u, err := user.LookupId(strconv.Itoa(int(r.uid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, uc := subRange(t, "/etc/subuid", u.Username)
+	gs, gc := subRange(t, "/etc/subgid", u.Username)
+	if uc < 1001 || gc < 1001 {
+		t.Skipf("ranges too small: %d %d", uc, gc)
+	}
+	dir, s := r.rootlessBundle("sh", "-c", "cat /proc/self/uid_map; touch /tmp/owned && chown 1000:1000 /tmp/owned && echo chowned")
+	s.Root.Readonly = false
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: r.uid, Size: 1}, {ContainerID: 1, HostID: us, Size: uc}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: r.gid, Size: 1}, {ContainerID: 1, HostID: gs, Size: gc}}
+	caps := s.Process.Capabilities
+	caps.Bounding = append(caps.Bounding, "CAP_CHOWN")
+	caps.Effective = append(caps.Effective, "CAP_CHOWN")
+	caps.Permitted = append(caps.Permitted, "CAP_CHOWN")
+	r.write(dir, s)
+	out := r.ok("run", "--bundle", dir, "ranges")
+	if want := fmt.Sprintf("%10d %10d %10d", 1, us, uc); !strings.Contains(out, want) || !strings.Contains(out, "chowned") {
+		t.Fatalf("output lacks %q or chowned:\n%s", want, out)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "rootfs/tmp/owned"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != us+999 || st.Gid != gs+999 {
+		t.Errorf("container's 1000:1000 is %d:%d on the host, want %d:%d", st.Uid, st.Gid, us+999, gs+999)
 	}
 }
