@@ -294,6 +294,7 @@ func (c *Container) Events(ctx context.Context, interval time.Duration, emit fun
 	}
 	defer stop()
 	exited := make(chan struct{})
+	defer func() { cancel(); <-exited }() // before pidfd is closed
 	go func() {
 		defer close(exited)
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
