@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -579,5 +580,50 @@ func TestBasicAuthTLSRegistry(t *testing.T) {
 	}
 	if !rec.has("Mounted from secure/bb") && !rec.has("Layer already exists") {
 		t.Errorf("push did not reuse the blob in the registry: %q", rec.statuses())
+	}
+}
+
+// TestMultiLayerRootfs mounts the pulled multi-layer image's snapshot chain
+// (overlay, read-only) in a private mount namespace of a child process and
+// checks the merged tree: whiteouts removed files, the opaque directory hid
+// its old content, later layers added theirs.
+func TestMultiLayerRootfs(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare not available")
+	}
+	ctx := context.Background()
+	reg := startRegistry(t)
+	testutil.PushMultiLayer(t, reg, "test/multi:1")
+	e := newEngine(t)
+	id, err := e.Pull(ctx, reg+"/test/multi:1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp, err := e.Inspect(ctx, id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains := chainIDs(digestsOf(insp.RootFS.Layers))
+	mounts, err := e.snaps.Mounts(ctx, chains[len(chains)-1].String())
+	if err != nil || len(mounts) != 1 || mounts[0].Type != "overlay" {
+		t.Fatalf("mounts: %+v %v", mounts, err)
+	}
+	target := t.TempDir()
+	script := `set -e
+mount -t overlay overlay -o "$1" "$2"
+cd "$2"
+test -x bin/busybox
+test "$(cat data/keep.txt)" = keep
+test "$(cat data/dir/b.txt)" = b
+test ! -e data/a.txt
+test ! -e data/gone
+test "$(ls -A opq)" = new.txt
+test "$(cat layer3.txt)" = third
+`
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+		strings.Join(mounts[0].Options, ","), target).CombinedOutput()
+	if err != nil {
+		t.Fatalf("merged rootfs check: %v\n%s", err, out)
 	}
 }
