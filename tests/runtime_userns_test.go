@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -12,10 +14,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berth-project/berth/internal/runtime/bundle"
 	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // worldDir makes a directory every user may traverse (t.TempDir's are 0700
@@ -398,4 +402,84 @@ func TestRuntimeCLIRootlessSubordinateRanges(t *testing.T) {
 	if st.Uid != us+999 || st.Gid != gs+999 {
 		t.Errorf("container's 1000:1000 is %d:%d on the host, want %d:%d", st.Uid, st.Gid, us+999, gs+999)
 	}
+}
+
+// receiveMaster accepts one connection on a console socket at sock and
+// returns the pty master it carries (nil on failure) through the channel.
+func receiveMaster(t *testing.T, sock string) <-chan *os.File {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *os.File, 1)
+	go func() {
+		defer l.Close()
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer conn.Close()
+		oob := make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(make([]byte, 256), oob)
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			got <- nil
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			got <- nil
+			return
+		}
+		unix.SetNonblock(fds[0], true) // so that read deadlines apply
+		got <- os.NewFile(uintptr(fds[0]), "master")
+	}()
+	return got
+}
+
+// The terminal of a container in a user namespace belongs to its root:
+// /dev/console and its /dev/pts node show as 0 with the tty group inside
+// (gid=5 of the devpts mount), as in runc.
+func TestRuntimeCLIUserNamespaceConsole(t *testing.T) {
+	const base, size = 100000, 65536
+	r := newRT(t)
+	dir := worldDir(t)
+	s, err := testutil.MakeBusyboxBundle(dir, "sh", "-c", "stat -c 'console %u:%g' /dev/console; stat -c 'pts %u:%g' $(tty); echo done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Process.Terminal = true
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: size}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: size}}
+	testutil.WriteSpec(t, dir, s)
+	chownTree(t, filepath.Join(dir, "rootfs"), base, base)
+	sock := filepath.Join(worldDir(t), "console.sock")
+	got := receiveMaster(t, sock)
+	r.ok("create", "--bundle", dir, "--console-socket", sock, "uconsole")
+	master := <-got
+	if master == nil {
+		t.Fatal("no pty master received")
+	}
+	defer master.Close()
+	r.ok("start", "uconsole")
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), "done") {
+		master.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := master.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	for _, want := range []string{"console 0:5", "pts 0:5"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("terminal output lacks %q: %q", want, out.String())
+		}
+	}
+	r.waitStatus("uconsole", specs.StateStopped)
+	r.ok("delete", "uconsole")
 }
