@@ -1,0 +1,466 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-project/berth/internal/testutil"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// psPids runs `ps --format json` and returns the container's PIDs.
+func (r *rt) psPids(id string) []int {
+	r.t.Helper()
+	var pids []int
+	out := r.ok("ps", "--format", "json", id)
+	if err := json.Unmarshal([]byte(out), &pids); err != nil {
+		r.t.Fatalf("ps --format json %s: %v: %q", id, err, out)
+	}
+	return pids
+}
+
+// waitPids waits until the container has n processes.
+func (r *rt) waitPids(id string, n int) []int {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pids := r.psPids(id)
+		if len(pids) == n {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("container %s has processes %v, want %d", id, pids, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// procField returns a field of /proc/PID/status ("State", "PPid").
+func procField(t *testing.T, pid int, name string) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatalf("read status of %d: %v", pid, err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", name, pid)
+	return ""
+}
+
+// cgroupDir finds the directory of pid's cgroup in the v1 hierarchy of
+// controller, from /proc/PID/cgroup and the host's mount table, so that
+// the tests read limits independently of the runtime's own bookkeeping.
+func cgroupDir(t *testing.T, pid int, controller string) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel string
+	for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && slices.Contains(strings.Split(f[1], ","), controller) {
+			rel = f[2]
+		}
+	}
+	if rel == "" {
+		t.Skipf("no v1 %s hierarchy on this host (%s)", controller, data)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(mounts), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" || !slices.Contains(strings.Split(g[2], ","), controller) {
+			continue
+		}
+		root, mnt := f[3], f[4]
+		if r, ok := strings.CutPrefix(rel, strings.TrimSuffix(root, "/")); ok && (root == "/" || r == "" || r[0] == '/') {
+			return filepath.Join(mnt, r)
+		}
+	}
+	t.Fatalf("no mount of the %s hierarchy holds %s", controller, rel)
+	return ""
+}
+
+func readCgroup(t *testing.T, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func TestRuntimeMorePs(t *testing.T) {
+	r := newRT(t)
+	dir, _ := testutil.BusyboxBundle(t, "sh", "-c", "sleep 1000 & wait")
+	r.ok("run", "--detach", "--bundle", dir, "ps1")
+	init := r.state("ps1").Pid
+	pids := r.waitPids("ps1", 2)
+	if !slices.Contains(pids, init) {
+		t.Fatalf("ps --format json %v lacks the init %d", pids, init)
+	}
+	for _, p := range pids {
+		if p != init && procField(t, p, "PPid") != strconv.Itoa(init) {
+			t.Fatalf("process %d of %v is not the init's child", p, pids)
+		}
+	}
+
+	// Table: the host's ps -ef, header kept, only the container's rows.
+	lines := strings.Split(strings.TrimSpace(r.ok("ps", "ps1")), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "PID") || !strings.Contains(lines[0], "CMD") {
+		t.Fatalf("ps table:\n%s", strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(lines[1]+lines[2], "sleep 1000") || !strings.Contains(lines[1]+lines[2], strconv.Itoa(init)) {
+		t.Fatalf("ps table rows:\n%s", strings.Join(lines, "\n"))
+	}
+	// ps options after the ID go to ps, as runc.
+	out := r.ok("ps", "ps1", "-o", "pid,comm")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || strings.Fields(lines[0])[0] != "PID" {
+		t.Fatalf("ps -o pid,comm:\n%s", out)
+	}
+	got := map[string]bool{}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		pid, _ := strconv.Atoi(f[0])
+		if !slices.Contains(pids, pid) {
+			t.Fatalf("row %q is not the container's (%v)", l, pids)
+		}
+		got[f[1]] = true
+	}
+	if !got["sh"] || !got["sleep"] {
+		t.Fatalf("ps -o pid,comm:\n%s", out)
+	}
+	if msg := r.fails("ps", "ps1", "-o", "comm"); !strings.Contains(msg, "PID") {
+		t.Fatalf("ps without a PID column: %q", msg)
+	}
+	if msg := r.fails("ps", "--format", "yaml", "ps1"); !strings.Contains(msg, "format") {
+		t.Fatalf("ps --format yaml: %q", msg)
+	}
+	if msg := r.fails("ps", "--format", "json", "nosuch"); !strings.Contains(msg, "does not exist") {
+		t.Fatalf("ps of a missing container: %q", msg)
+	}
+}
+
+func TestRuntimeMoreUpdate(t *testing.T) {
+	r := newRT(t)
+	dir, _ := testutil.BusyboxBundle(t, "sleep", "1000")
+	r.ok("run", "--detach", "--bundle", dir, "up1")
+	pid := r.state("up1").Pid
+	mem, pidsDir, cpu := cgroupDir(t, pid, "memory"), cgroupDir(t, pid, "pids"), cgroupDir(t, pid, "cpu")
+
+	r.ok("update", "--memory", "64m", "--memory-reservation", "32m", "--pids-limit", "20",
+		"--cpu-quota", "50000", "--cpu-period", "100000", "--cpu-share", "512", "up1")
+	for _, c := range []struct{ dir, file, want string }{
+		{mem, "memory.limit_in_bytes", "67108864"},
+		{mem, "memory.soft_limit_in_bytes", "33554432"},
+		{pidsDir, "pids.max", "20"},
+		{cpu, "cpu.cfs_quota_us", "50000"},
+		{cpu, "cpu.cfs_period_us", "100000"},
+		{cpu, "cpu.shares", "512"},
+	} {
+		if got := readCgroup(t, c.dir, c.file); got != c.want {
+			t.Errorf("after update: %s = %s, want %s", c.file, got, c.want)
+		}
+	}
+
+	// --resources FILE: runc's JSON; other flags are ignored then.
+	res := filepath.Join(t.TempDir(), "resources.json")
+	if err := os.WriteFile(res, []byte(`{"memory":{"limit":134217728},"pids":{"limit":30}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.ok("update", "--resources", res, "--pids-limit", "99", "up1")
+	if got := readCgroup(t, mem, "memory.limit_in_bytes"); got != "134217728" {
+		t.Errorf("memory.limit_in_bytes = %s after --resources", got)
+	}
+	if got := readCgroup(t, pidsDir, "pids.max"); got != "30" {
+		t.Errorf("pids.max = %s after --resources (flags must be ignored)", got)
+	}
+	if got := readCgroup(t, cpu, "cpu.cfs_quota_us"); got != "50000" {
+		t.Errorf("cpu.cfs_quota_us = %s: an update of other resources changed it", got)
+	}
+
+	// The merged configuration is saved in the container's state.
+	data, err := os.ReadFile(filepath.Join(r.root, "up1", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Config specs.Spec `json:"config"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil || st.Config.Linux == nil || st.Config.Linux.Resources == nil {
+		t.Fatalf("state: %v %s", err, data)
+	}
+	res2 := st.Config.Linux.Resources
+	if res2.Memory == nil || *res2.Memory.Limit != 134217728 || *res2.Memory.Reservation != 33554432 ||
+		res2.Pids == nil || *res2.Pids.Limit != 30 || res2.CPU == nil || *res2.CPU.Quota != 50000 || *res2.CPU.Shares != 512 {
+		t.Fatalf("saved resources: %s", data)
+	}
+
+	if msg := r.fails("update", "--memory", "12x", "up1"); !strings.Contains(msg, "memory") {
+		t.Fatalf("bad memory value: %q", msg)
+	}
+	r.ok("kill", "up1", "KILL")
+	r.waitStatus("up1", specs.StateStopped)
+	if msg := r.fails("update", "--memory", "32m", "up1"); !strings.Contains(msg, "stopped") {
+		t.Fatalf("update of a stopped container: %q", msg)
+	}
+}
+
+func TestRuntimeMoreEventsStats(t *testing.T) {
+	r := newRT(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "sleep 1000 & wait")
+	limit := int64(256 << 20)
+	pidsLimit := int64(64)
+	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+	s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &pidsLimit}
+	testutil.WriteSpec(t, dir, s)
+	r.ok("run", "--detach", "--bundle", dir, "ev1")
+	r.waitPids("ev1", 2)
+	out := r.ok("events", "--stats", "ev1")
+	if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 {
+		t.Fatalf("events --stats printed %d lines: %s", n+1, out)
+	}
+	var ev struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Data struct {
+			CPU struct {
+				Usage struct {
+					Total  uint64   `json:"total"`
+					Percpu []uint64 `json:"percpu"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Limit uint64 `json:"limit"`
+					Usage uint64 `json:"usage"`
+				} `json:"usage"`
+				Raw map[string]uint64 `json:"raw"`
+			} `json:"memory"`
+			Pids struct {
+				Current uint64 `json:"current"`
+				Limit   uint64 `json:"limit"`
+			} `json:"pids"`
+			Hugetlb  map[string]any `json:"hugetlb"`
+			IntelRdt map[string]any `json:"intel_rdt"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		t.Fatalf("events --stats: %v: %s", err, out)
+	}
+	d := ev.Data
+	if ev.Type != "stats" || ev.ID != "ev1" || d.CPU.Usage.Total == 0 || d.Memory.Usage.Usage == 0 ||
+		d.Memory.Usage.Limit != uint64(limit) || len(d.Memory.Raw) == 0 || d.Pids.Current != 2 ||
+		d.Pids.Limit != uint64(pidsLimit) || d.Hugetlb == nil || d.IntelRdt == nil {
+		t.Fatalf("events --stats: %+v\n%s", ev, out)
+	}
+	if msg := r.fails("events", "--interval", "0s", "ev1"); !strings.Contains(msg, "interval") {
+		t.Fatalf("events --interval 0s: %q", msg)
+	}
+	r.ok("kill", "ev1", "KILL")
+	r.waitStatus("ev1", specs.StateStopped)
+	if msg := r.fails("events", "--stats", "ev1"); !strings.Contains(msg, "not running") {
+		t.Fatalf("events of a stopped container: %q", msg)
+	}
+}
+
+// events streams stats every interval and an "oom" event when the kernel's
+// OOM killer kills a process of the container; it ends by itself when the
+// container stops.
+func TestRuntimeMoreEventsOOM(t *testing.T) {
+	r := newRT(t)
+	// The memory hog runs in a child shell; the init outlives it.
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c",
+		`while [ ! -e /tmp/go ]; do sleep 0.05; done; sh -c 'x=a; while :; do x=$x$x; done'; sleep 1000`)
+	limit := int64(48 << 20)
+	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+	testutil.WriteSpec(t, dir, s)
+	if err := os.MkdirAll(filepath.Join(dir, "rootfs", "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.ok("run", "--detach", "--bundle", dir, "oom1")
+
+	cmd := r.cmd("events", "--interval", "100ms", "oom1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan map[string]any, 100)
+	waited := false
+	defer func() {
+		if !waited {
+			cmd.Process.Kill()
+			for range events {
+			}
+			cmd.Wait()
+		}
+	}()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				e = map[string]any{"type": "unparsable", "line": sc.Text()}
+			}
+			events <- e
+		}
+		close(events)
+	}()
+	next := func(want string) map[string]any {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case e, ok := <-events:
+				if !ok {
+					t.Fatalf("events ended before a %q event: %s", want, stderr.String())
+				}
+				if e["id"] != "oom1" {
+					t.Fatalf("event %v", e)
+				}
+				if e["type"] == want {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("no %q event from events", want)
+			}
+		}
+	}
+	// A stats event shows the stream is set up; only then allocate.
+	if e := next("stats"); e["data"] == nil {
+		t.Fatalf("stats event without data: %v", e)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e := next("oom"); len(e) != 2 {
+		t.Fatalf("oom event %v, want only type and id (as runc)", e)
+	}
+	if st := r.state("oom1"); st.Status != specs.StateRunning {
+		t.Fatalf("the init should outlive its OOM-killed child: %+v", st)
+	}
+	r.ok("kill", "oom1", "KILL")
+	timeout := time.After(60 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-events:
+		case <-timeout:
+			t.Fatal("events went on after the container stopped")
+		}
+	}
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("events after the container stopped: %v: %s", err, stderr.String())
+	}
+}
+
+func TestRuntimeMorePauseResume(t *testing.T) {
+	r := newRT(t)
+	dir, _ := testutil.BusyboxBundle(t, "sh", "-c", "sleep 1000 & wait")
+	r.ok("run", "--detach", "--bundle", dir, "pz1")
+	pids := r.waitPids("pz1", 2)
+	freezer := cgroupDir(t, pids[0], "freezer")
+	if msg := r.fails("resume", "pz1"); !strings.Contains(msg, "not paused") {
+		t.Fatalf("resume of a running container: %q", msg)
+	}
+	r.ok("pause", "pz1")
+	if st := r.state("pz1"); st.Status != "paused" {
+		t.Fatalf("state after pause: %+v", st)
+	}
+	if got := readCgroup(t, freezer, "freezer.state"); got != "FROZEN" {
+		t.Fatalf("freezer.state = %s after pause", got)
+	}
+	for _, p := range pids {
+		// The v1 freezer parks every task in an uninterruptible sleep.
+		if st := procField(t, p, "State"); !strings.HasPrefix(st, "D") {
+			t.Fatalf("process %d is %q while paused, want D (frozen)", p, st)
+		}
+	}
+	if msg := r.fails("pause", "pz1"); !strings.Contains(msg, "paused") {
+		t.Fatalf("pause of a paused container: %q", msg)
+	}
+	if msg := r.fails("delete", "pz1"); !strings.Contains(msg, "paused") {
+		t.Fatalf("delete of a paused container: %q", msg)
+	}
+	r.ok("resume", "pz1")
+	if st := r.state("pz1"); st.Status != specs.StateRunning {
+		t.Fatalf("state after resume: %+v", st)
+	}
+	if got := readCgroup(t, freezer, "freezer.state"); got != "THAWED" {
+		t.Fatalf("freezer.state = %s after resume", got)
+	}
+	for _, p := range pids {
+		if st := procField(t, p, "State"); !strings.HasPrefix(st, "S") && !strings.HasPrefix(st, "R") {
+			t.Fatalf("process %d is %q after resume, want sleeping or running", p, st)
+		}
+	}
+	// A resumed container goes on: its shell reaps the killed sleep and
+	// exits.
+	child := pids[1]
+	if child == r.state("pz1").Pid {
+		child = pids[0]
+	}
+	if err := unix.Kill(child, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r.waitStatus("pz1", specs.StateStopped)
+	r.ok("delete", "pz1")
+}
+
+// Where criu is missing or cannot work on this kernel, checkpoint and
+// restore fail clearly, naming criu.
+func TestRuntimeMoreCheckpointErrors(t *testing.T) {
+	r := newRT(t)
+	dir, _ := testutil.BusyboxBundle(t, "sleep", "1000")
+	r.ok("create", "--bundle", dir, "cp1")
+	if msg := r.fails("checkpoint", "cp1"); !strings.Contains(msg, "not running") {
+		t.Fatalf("checkpoint of a created container: %q", msg)
+	}
+	r.ok("start", "cp1")
+	r.waitStatus("cp1", specs.StateRunning)
+	missing := filepath.Join(t.TempDir(), "no-criu")
+	msg := r.fails("--criu", missing, "checkpoint", "--image-path", t.TempDir(), "cp1")
+	if !strings.Contains(msg, missing) || !strings.Contains(msg, "not found") {
+		t.Fatalf("checkpoint without criu: %q", msg)
+	}
+	// With the host's criu (or none), the error names criu and why.
+	if msg := r.fails("checkpoint", "--image-path", t.TempDir(), "--leave-running", "cp1"); !strings.Contains(msg, "criu") {
+		t.Fatalf("checkpoint: %q", msg)
+	}
+	if st := r.state("cp1"); st.Status != specs.StateRunning {
+		t.Fatalf("a failed checkpoint left the container %s", st.Status)
+	}
+	if msg := r.fails("restore", "--bundle", dir, "--image-path", t.TempDir(), "cp1"); !strings.Contains(msg, "exists") {
+		t.Fatalf("restore over an existing container: %q", msg)
+	}
+	msg = r.fails("--criu", missing, "restore", "--bundle", dir, "--image-path", t.TempDir(), "cp2")
+	if !strings.Contains(msg, missing) {
+		t.Fatalf("restore without criu: %q", msg)
+	}
+	if ids := strings.Fields(r.ok("list", "-q")); len(ids) != 1 {
+		t.Fatalf("a failed restore left containers: %v", ids)
+	}
+}
