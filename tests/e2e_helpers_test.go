@@ -29,6 +29,16 @@ const DockerCLI = "/usr/local/bin/docker"
 // daemonStartTimeout bounds how long berthd may take to answer /_ping.
 const daemonStartTimeout = 30 * time.Second
 
+// CommandTimeout bounds one client command, so a hung pull fails its test
+// with a message instead of stalling the suite; BERTH_E2E_CMD_TIMEOUT (a Go
+// duration) overrides it.
+var CommandTimeout = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("BERTH_E2E_CMD_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return 3 * time.Minute
+}()
+
 // BinDir is the directory of the built Berth binaries: $BERTH_BIN, or ../bin
 // relative to this package (the repository's bin/).
 func BinDir() string {
@@ -329,7 +339,9 @@ func (c *CLI) Run(args ...string) (string, string, error) {
 		env = append(env, "DOCKER_HOST="+c.d.Host, "DOCKER_CONTEXT=", "DOCKER_CLI_HINTS=false")
 	}
 	env = append(env, c.Env...)
-	cmd := exec.Command(c.Path, full...)
+	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Path, full...)
 	cmd.Env = env
 	if c.Stdin != "" {
 		cmd.Stdin = strings.NewReader(c.Stdin)
@@ -338,7 +350,9 @@ func (c *CLI) Run(args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	if err != nil {
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s %s: no answer within %v (killed): %s", c.Name, strings.Join(args, " "), CommandTimeout, strings.TrimSpace(errb.String()))
+	} else if err != nil {
 		err = fmt.Errorf("%s %s: %w: %s", c.Name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), errb.String(), err
