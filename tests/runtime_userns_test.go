@@ -402,6 +402,17 @@ func TestRuntimeCLIRootlessSubordinateRanges(t *testing.T) {
 	if st.Uid != us+999 || st.Gid != gs+999 {
 		t.Errorf("container's 1000:1000 is %d:%d on the host, want %d:%d", st.Uid, st.Gid, us+999, gs+999)
 	}
+
+	// The container's root a subordinate ID too, not the user: the state
+	// directory is closed to it, the exec FIFO reached by descriptor.
+	s.Process.Args = []string{"sh", "-c", "id; cat /proc/self/uid_map"}
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: us, Size: uc}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: gs, Size: gc}}
+	r.write(dir, s)
+	out = r.ok("run", "--bundle", dir, "subroot")
+	if want := fmt.Sprintf("%10d %10d %10d", 0, us, uc); !strings.Contains(out, want) || !strings.Contains(out, "uid=0(root)") {
+		t.Fatalf("output lacks %q or uid=0(root):\n%s", want, out)
+	}
 }
 
 // receiveMaster accepts one connection on a console socket at sock and

@@ -194,7 +194,16 @@ func (l *launch) run(ctx context.Context) error {
 	}
 	rootUID, rootGID := hostID(spec.Linux.UIDMappings, 0), hostID(spec.Linux.GIDMappings, 0)
 	if err := os.Chown(fifo, rootUID, rootGID); err != nil {
-		return fmt.Errorf("chown exec fifo: %w", err)
+		if !Rootless() || !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("chown exec fifo: %w", err)
+		}
+		// Unprivileged, a container root mapped to a subordinate ID
+		// cannot be given the FIFO: it may write to it as anyone (past
+		// the umask), reaching it only through the descriptor it gets
+		// (the state directory stays closed to it).
+		if err := os.Chmod(fifo, 0o622); err != nil {
+			return fmt.Errorf("chmod exec fifo: %w", err)
+		}
 	}
 	fifoFD, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
