@@ -47,6 +47,12 @@ var usages = map[string]string{
 	"pause":    "pause ID",
 	"resume":   "resume ID",
 	"exec":     "exec [--process FILE] [--tty] [--console-socket SOCK] [--detach] [--pid-file FILE] [--cwd DIR] [--env K=V] [--user UID[:GID]] [--additional-gids GID] [--cap CAP] [--no-new-privs] [--preserve-fds N] ID [COMMAND [ARG...]]",
+
+	"ps":         "ps [--format table|json] ID [PS OPTIONS...]",
+	"update":     "update [--resources FILE|-] [--memory N] [--memory-reservation N] [--memory-swap N] [--cpu-share N] [--cpu-quota N] [--cpu-period N] [--cpu-burst N] [--cpu-rt-period N] [--cpu-rt-runtime N] [--cpu-idle N] [--cpuset-cpus LIST] [--cpuset-mems LIST] [--pids-limit N] [--blkio-weight N] ID",
+	"events":     "events [--stats] [--interval DURATION] ID",
+	"checkpoint": "checkpoint [--image-path DIR] [--work-path DIR] [--leave-running] [--tcp-established] [--ext-unix-sk] [--shell-job] [--file-locks] ID",
+	"restore":    "restore [--image-path DIR] [--work-path DIR] [--bundle DIR] [--detach] [--pid-file FILE] [--console-socket SOCK] ID",
 }
 
 func commandFor(name string) func(*globals, []string) error {
@@ -54,6 +60,7 @@ func commandFor(name string) func(*globals, []string) error {
 		"create": cmdCreate, "start": cmdStart, "state": cmdState, "kill": cmdKill,
 		"delete": cmdDelete, "run": cmdRun, "list": cmdList, "spec": cmdSpec,
 		"features": cmdFeatures, "pause": cmdPause, "resume": cmdResume, "exec": cmdExec,
+		"ps": cmdPs, "update": cmdUpdate, "events": cmdEvents, "checkpoint": cmdCheckpoint, "restore": cmdRestore,
 	}[name]
 }
 
