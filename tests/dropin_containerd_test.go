@@ -19,6 +19,7 @@ type containerdEngine struct {
 	sock   string
 	ns     string
 	runc   string // --runc-root: the runtime's state directory
+	fifos  string // --fifo-dir: ctr's stdio FIFOs
 	daemon *daemonProc
 }
 
@@ -28,7 +29,10 @@ func startContainerd(t *testing.T) *containerdEngine {
 	requirePeer(t, "ctr", "containerd")
 	requirePeer(t, "containerd-shim-runc-v2", "containerd")
 	d := newDropin(t, "containerd")
-	e := &containerdEngine{dropin: d, sock: filepath.Join(d.dir, "c.sock"), ns: d.cgroup, runc: filepath.Join(d.dir, "runc")}
+	// containerd 1.6 puts shim sockets in /run/containerd/s whatever its state
+	// directory is.
+	d.hostPaths("/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
+	e := &containerdEngine{dropin: d, sock: filepath.Join(d.dir, "c.sock"), ns: d.cgroup, runc: filepath.Join(d.dir, "runc"), fifos: filepath.Join(d.dir, "fifo")}
 	conf := filepath.Join(d.dir, "config.toml")
 	// No CRI (it wants CNI), no snapshotters this host cannot serve, and the
 	// opt plugin kept out of /opt.
@@ -134,7 +138,7 @@ func (e *containerdEngine) waitStatus(t testing.TB, id, want string) {
 // runtime under test: flags, then the container's id and command.
 func (e *containerdEngine) runArgs(flags []string, id string, cmd ...string) []string {
 	args := append([]string{"run"}, flags...)
-	args = append(args, "--runc-binary", e.runtime, "--runc-root", e.runc, dropinImage, id)
+	args = append(args, "--runc-binary", e.runtime, "--runc-root", e.runc, "--fifo-dir", e.fifos, dropinImage, id)
 	return append(args, cmd...)
 }
 
@@ -193,12 +197,12 @@ func TestDropinContainerd(t *testing.T) {
 
 	t.Run("DetachedExecAndKill", func(t *testing.T) {
 		e.detached(t, "det1", nil, loop...)
-		out := e.ctr(t, "task", "exec", "--exec-id", "x1", "det1", "sh", "-c", "echo exec-$((6*7)); tr '\\0' ' ' </proc/1/cmdline")
+		out := e.ctr(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "x1", "det1", "sh", "-c", "echo exec-$((6*7)); tr '\\0' ' ' </proc/1/cmdline")
 		if !strings.Contains(out, "exec-42") || !strings.Contains(out, "trap") {
 			t.Fatalf("ctr task exec printed %q, want exec-42 and the init's command line", out)
 		}
 		e.requireCalled(t, "exec", "--process", "--detach", "det1")
-		_, _, err := e.ctrRun(t, "task", "exec", "--exec-id", "x2", "det1", "sh", "-c", "exit 5")
+		_, _, err := e.ctrRun(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "x2", "det1", "sh", "-c", "exit 5")
 		if err == nil || !strings.Contains(err.Error(), "exit status 5") {
 			t.Fatalf("ctr task exec of a process exiting 5: %v, want exit status 5", err)
 		}
@@ -234,7 +238,7 @@ func TestDropinContainerd(t *testing.T) {
 		e.requireCalled(t, "pause", "pause1")
 		e.requireCalled(t, "resume", "pause1")
 		// A resumed task still answers.
-		if out := e.ctr(t, "task", "exec", "--exec-id", "p", "pause1", "echo", "thawed"); !strings.Contains(out, "thawed") {
+		if out := e.ctr(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "p", "pause1", "echo", "thawed"); !strings.Contains(out, "thawed") {
 			t.Fatalf("exec after resume printed %q", out)
 		}
 	})
@@ -254,7 +258,7 @@ func TestDropinContainerd(t *testing.T) {
 		if err != nil || got != strconv.Itoa(limit) {
 			t.Fatalf("memory.limit_in_bytes %q (%v), want %d", got, err, limit)
 		}
-		_, _, err = e.ctrRun(t, "task", "exec", "--exec-id", "hog", "oom1", "sh", "-c", hog64M)
+		_, _, err = e.ctrRun(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "hog", "oom1", "sh", "-c", hog64M)
 		if err == nil || !strings.Contains(err.Error(), "exit status 137") {
 			t.Fatalf("an exec building a 64 MiB string under a 16 MiB limit: %v, want exit status 137", err)
 		}

@@ -58,12 +58,13 @@ func requirePeer(t testing.TB, bin, pkg string) string {
 // runtime script the engine runs, and the cgroup parent its containers go
 // under.
 type dropin struct {
-	t       *testing.T
-	dir     string // everything the engine writes lives here
-	runtime string // the script the engine runs as its runc
-	target  string // the runtime the script execs
-	callLog string // one line per runtime command
-	cgroup  string // cgroup parent (relative to each hierarchy's root) of the containers
+	t        *testing.T
+	dir      string   // everything the engine writes lives here
+	runtime  string   // the script the engine runs as its runc
+	target   string   // the runtime the script execs
+	callLog  string   // one line per runtime command
+	cgroup   string   // cgroup parent (relative to each hierarchy's root) of the containers
+	hostDirs []string // directories outside dir the engine may create, absent at the start
 }
 
 // newDropin prepares the shared parts for one engine and registers their
@@ -103,12 +104,28 @@ func newDropin(t *testing.T, engine string) *dropin {
 		if err := removeCgroups(d.cgroup); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
+		// Deepest first; only empty ones: anything else in them is not ours.
+		for i := len(d.hostDirs) - 1; i >= 0; i-- {
+			os.Remove(d.hostDirs[i])
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("cleanup: remove %s: %v", dir, err)
 		}
 	})
 	d.runtime = d.writeRuntimeScript("berth-runtime")
 	return d
+}
+
+// hostPaths notes directories outside the test's directory that the engine
+// creates whatever it is told (containerd's shim sockets under
+// /run/containerd/s, for one). Those absent now are removed at the end if
+// they are empty; list parents before children.
+func (d *dropin) hostPaths(dirs ...string) {
+	for _, p := range dirs {
+		if _, err := os.Lstat(p); os.IsNotExist(err) {
+			d.hostDirs = append(d.hostDirs, p)
+		}
+	}
 }
 
 // writeRuntimeScript writes the runtime the engine runs, named name, in its
