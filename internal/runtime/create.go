@@ -360,11 +360,16 @@ func (l *launch) setupCgroup(pid int) error {
 		if !Rootless() || !cgroupPermissionError(err) {
 			return err
 		}
-		cg.Destroy()
-		l.cg = nil
 		if resourcesRequested(spec.Linux.Resources) {
 			return errdefs.FailedPrecondition(fmt.Errorf("linux.resources need a cgroup, and running unprivileged the runtime may not create one (it was not delegated to this user): %w", err))
 		}
+		if cg.Destroy() == nil {
+			l.cg = nil
+			return nil
+		}
+		// The process already sits in some of the directories, which
+		// can go only after it: delete removes them.
+		l.c.s.CgroupPaths = cg.Paths()
 		return nil
 	}
 	l.c.s.CgroupPaths = cg.Paths()
