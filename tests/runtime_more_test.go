@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -281,42 +282,28 @@ func TestRuntimeMoreEventsStats(t *testing.T) {
 	}
 }
 
-// events streams stats every interval and an "oom" event when the kernel's
-// OOM killer kills a process of the container; it ends by itself when the
-// container stops.
-func TestRuntimeMoreEventsOOM(t *testing.T) {
-	r := newRT(t)
-	// The memory hog runs in a child shell; the init outlives it.
-	dir, s := testutil.BusyboxBundle(t, "sh", "-c",
-		`while [ ! -e /tmp/go ]; do sleep 0.05; done; sh -c 'x=a; while :; do x=$x$x; done'; sleep 1000`)
-	limit := int64(48 << 20)
-	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
-	testutil.WriteSpec(t, dir, s)
-	if err := os.MkdirAll(filepath.Join(dir, "rootfs", "tmp"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r.ok("run", "--detach", "--bundle", dir, "oom1")
+// eventStream is a running `events` command whose JSON lines a test reads.
+type eventStream struct {
+	t      *testing.T
+	id     string
+	cmd    *exec.Cmd
+	events chan map[string]any
+	stderr strings.Builder
+	waited bool
+}
 
-	cmd := r.cmd("events", "--interval", "100ms", "oom1")
-	stdout, err := cmd.StdoutPipe()
+func (r *rt) events(id string, args ...string) *eventStream {
+	r.t.Helper()
+	es := &eventStream{t: r.t, id: id, events: make(chan map[string]any, 100)}
+	es.cmd = r.cmd(append(append([]string{"events"}, args...), id)...)
+	stdout, err := es.cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	es.cmd.Stderr = &es.stderr
+	if err := es.cmd.Start(); err != nil {
+		r.t.Fatal(err)
 	}
-	events := make(chan map[string]any, 100)
-	waited := false
-	defer func() {
-		if !waited {
-			cmd.Process.Kill()
-			for range events {
-			}
-			cmd.Wait()
-		}
-	}()
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -325,56 +312,123 @@ func TestRuntimeMoreEventsOOM(t *testing.T) {
 			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 				e = map[string]any{"type": "unparsable", "line": sc.Text()}
 			}
-			events <- e
+			es.events <- e
 		}
-		close(events)
+		close(es.events)
 	}()
-	next := func(want string) map[string]any {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		for {
-			select {
-			case e, ok := <-events:
-				if !ok {
-					t.Fatalf("events ended before a %q event: %s", want, stderr.String())
-				}
-				if e["id"] != "oom1" {
-					t.Fatalf("event %v", e)
-				}
-				if e["type"] == want {
-					return e
-				}
-			case <-timeout:
-				t.Fatalf("no %q event from events", want)
+	r.t.Cleanup(func() {
+		if !es.waited {
+			es.cmd.Process.Kill()
+			for range es.events {
 			}
+			es.cmd.Wait()
+		}
+	})
+	return es
+}
+
+// next returns the next event of type want, skipping others.
+func (es *eventStream) next(want string) map[string]any {
+	es.t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case e, ok := <-es.events:
+			if !ok {
+				es.t.Fatalf("events ended before a %q event: %s", want, es.stderr.String())
+			}
+			if e["id"] != es.id {
+				es.t.Fatalf("event %v, want id %s", e, es.id)
+			}
+			if e["type"] == want {
+				return e
+			}
+		case <-timeout:
+			es.t.Fatalf("no %q event from events", want)
 		}
 	}
+}
+
+// end waits for events to end by itself and checks its exit status.
+func (es *eventStream) end() {
+	es.t.Helper()
+	timeout := time.After(60 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-es.events:
+		case <-timeout:
+			es.t.Fatal("events went on after the container stopped")
+		}
+	}
+	es.waited = true
+	if err := es.cmd.Wait(); err != nil {
+		es.t.Fatalf("events after the container stopped: %v: %s", err, es.stderr.String())
+	}
+}
+
+// oomBundle makes a bundle whose init waits for /tmp/go to appear in its
+// rootfs, then runs a memory hog in a child shell and outlives it.
+func oomBundle(t *testing.T, limit int64, disableOOMKiller bool) string {
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c",
+		`while [ ! -e /tmp/go ]; do sleep 0.05; done; sh -c 'x=a; while :; do x=$x$x; done'; sleep 1000`)
+	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+	if disableOOMKiller {
+		s.Linux.Resources.Memory.DisableOOMKiller = &disableOOMKiller
+	}
+	testutil.WriteSpec(t, dir, s)
+	if err := os.MkdirAll(filepath.Join(dir, "rootfs", "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// events streams stats every interval and an "oom" event when the kernel's
+// OOM killer kills a process of the container; it ends by itself when the
+// container stops.
+func TestRuntimeMoreEventsOOM(t *testing.T) {
+	r := newRT(t)
+	dir := oomBundle(t, 48<<20, false)
+	r.ok("run", "--detach", "--bundle", dir, "oom1")
+	es := r.events("oom1", "--interval", "100ms")
 	// A stats event shows the stream is set up; only then allocate.
-	if e := next("stats"); e["data"] == nil {
+	if e := es.next("stats"); e["data"] == nil {
 		t.Fatalf("stats event without data: %v", e)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if e := next("oom"); len(e) != 2 {
+	if e := es.next("oom"); len(e) != 2 {
 		t.Fatalf("oom event %v, want only type and id (as runc)", e)
 	}
 	if st := r.state("oom1"); st.Status != specs.StateRunning {
 		t.Fatalf("the init should outlive its OOM-killed child: %+v", st)
 	}
 	r.ok("kill", "oom1", "KILL")
-	timeout := time.After(60 * time.Second)
-	for open := true; open; {
-		select {
-		case _, open = <-events:
-		case <-timeout:
-			t.Fatal("events went on after the container stopped")
-		}
+	es.end()
+}
+
+// With the OOM killer disabled (cgroup v1), the kernel's OOM notification
+// is still an "oom" event, as in runc; nothing is killed.
+func TestRuntimeMoreEventsOOMKillerDisabled(t *testing.T) {
+	r := newRT(t)
+	dir := oomBundle(t, 48<<20, true)
+	r.ok("run", "--detach", "--bundle", dir, "oom2")
+	pid := r.state("oom2").Pid
+	mem := cgroupDir(t, pid, "memory")
+	if !strings.Contains(readCgroup(t, mem, "memory.oom_control"), "oom_kill_disable 1") {
+		t.Skip("this kernel does not let the OOM killer be disabled")
 	}
-	waited = true
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("events after the container stopped: %v: %s", err, stderr.String())
+	es := r.events("oom2", "--interval", "100ms")
+	es.next("stats")
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
+	es.next("oom")
+	if ctl := readCgroup(t, mem, "memory.oom_control"); !strings.Contains(ctl, "under_oom 1") || !strings.Contains(ctl, "oom_kill 0") {
+		t.Fatalf("memory.oom_control:\n%s", ctl)
+	}
+	r.ok("kill", "oom2", "KILL")
+	es.end()
 }
 
 func TestRuntimeMorePauseResume(t *testing.T) {

@@ -270,7 +270,9 @@ func ParseCPUList(s string) ([]uint16, error) {
 // "oom_kill"); the count is read whenever the kernel signals a memory event
 // (an eventfd on v1 cgroup.event_control, inotify on v2 memory.events), at
 // every interval, and once more after the container stopped, so that a kill
-// that ends the container is still reported.
+// that ends the container is still reported. On cgroup v1 with the OOM
+// killer disabled, a kernel OOM notification while the cgroup is under OOM
+// is reported too (nothing is killed then; the tasks wait for memory).
 func (c *Container) Events(ctx context.Context, interval time.Duration, emit func(Event) error, warn func(error)) error {
 	if interval <= 0 {
 		return errdefs.InvalidArgument(fmt.Errorf("events %s: the interval must be greater than 0", c.s.ID))
@@ -305,8 +307,12 @@ func (c *Container) Events(ctx context.Context, interval time.Duration, emit fun
 			}
 		}
 	}()
-	sendOOM := func() error {
-		for range oom.newKills() {
+	sendOOM := func(notified bool) error {
+		n := oom.newKills()
+		if n == 0 && notified && underOOMWithoutKiller(c.s.CgroupPaths) {
+			n = 1 // the OOM killer is disabled: the cgroup hangs at its limit
+		}
+		for range n {
 			if err := emit(Event{Type: "oom", ID: c.s.ID}); err != nil {
 				return err
 			}
@@ -323,13 +329,13 @@ func (c *Container) Events(ctx context.Context, interval time.Duration, emit fun
 			if ctx.Err() != nil {
 				return nil
 			}
-			return sendOOM()
+			return sendOOM(false)
 		case <-notify:
-			if err := sendOOM(); err != nil {
+			if err := sendOOM(true); err != nil {
 				return err
 			}
 		case <-tick.C:
-			if err := sendOOM(); err != nil {
+			if err := sendOOM(false); err != nil {
 				return err
 			}
 			s, err := c.Stats()
@@ -368,6 +374,21 @@ func (o *oomCounter) newKills() int {
 	d := n - o.seen
 	o.seen = n
 	return int(d)
+}
+
+// underOOMWithoutKiller reports whether a v1 memory cgroup whose OOM killer
+// is disabled is out of memory right now (its tasks wait for memory).
+func underOOMWithoutKiller(paths map[string]string) bool {
+	d := paths["memory"]
+	if d == "" {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(d, "memory.oom_control"))
+	if err != nil {
+		return false
+	}
+	text := "\n" + string(data)
+	return strings.Contains(text, "\noom_kill_disable 1") && strings.Contains(text, "\nunder_oom 1")
 }
 
 // watchMemoryEvents returns a channel that receives when the kernel
