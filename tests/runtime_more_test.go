@@ -214,6 +214,31 @@ func TestRuntimeMoreUpdate(t *testing.T) {
 		t.Fatalf("saved resources: %s", data)
 	}
 
+	// A limit the cgroup refuses (below usage, with checkBeforeUpdate)
+	// changes nothing, in the cgroup or in the saved state.
+	cmd := r.cmd("update", "-r", "-", "up1")
+	cmd.Stdin = strings.NewReader(`{"memory":{"limit":4096,"checkBeforeUpdate":true},"pids":{"limit":5}}`)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "usage") {
+		t.Fatalf("update below usage: %v: %s", err, out)
+	}
+	if got := readCgroup(t, mem, "memory.limit_in_bytes"); got != "134217728" {
+		t.Errorf("memory.limit_in_bytes = %s after a refused update", got)
+	}
+	if after, _ := os.ReadFile(filepath.Join(r.root, "up1", "state.json")); string(after) != string(data) {
+		t.Errorf("a refused update changed the saved state:\n%s\n%s", data, after)
+	}
+	// Standard input, on a paused container (runc allows both).
+	r.ok("pause", "up1")
+	cmd = r.cmd("update", "--resources", "-", "up1")
+	cmd.Stdin = strings.NewReader(`{"pids":{"limit":40}}`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("update -r - of a paused container: %v: %s", err, out)
+	}
+	if got := readCgroup(t, pidsDir, "pids.max"); got != "40" {
+		t.Errorf("pids.max = %s after update from standard input", got)
+	}
+	r.ok("resume", "up1")
+
 	if msg := r.fails("update", "--memory", "12x", "up1"); !strings.Contains(msg, "memory") {
 		t.Fatalf("bad memory value: %q", msg)
 	}
