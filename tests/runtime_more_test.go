@@ -148,6 +148,11 @@ func TestRuntimeMorePs(t *testing.T) {
 	if !got["sh"] || !got["sleep"] {
 		t.Fatalf("ps -o pid,comm:\n%s", out)
 	}
+	// containerd's go-runc passes its ps options as one argument, empty
+	// for none.
+	if out := r.ok("ps", "--format", "table", "ps1", ""); strings.Count(strings.TrimSpace(out), "\n") != 2 {
+		t.Fatalf("ps with an empty option:\n%s", out)
+	}
 	if msg := r.fails("ps", "ps1", "-o", "comm"); !strings.Contains(msg, "PID") {
 		t.Fatalf("ps without a PID column: %q", msg)
 	}

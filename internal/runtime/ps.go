@@ -41,8 +41,10 @@ var DefaultPsArgs = []string{"-ef"}
 
 // PsTable runs the host's ps with args (DefaultPsArgs when empty) and keeps
 // its header and the rows whose PID column holds one of pids, as runc's
-// `ps` does.
+// `ps` does. Empty arguments are dropped: containerd's go-runc passes its
+// ps options as one argument, empty when there are none.
 func PsTable(ctx context.Context, pids []int, args []string) (string, error) {
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "" })
 	if len(args) == 0 {
 		args = DefaultPsArgs
 	}
