@@ -161,8 +161,8 @@ func (e *containerdEngine) remove(t testing.TB, id string) {
 	}
 	e.ctr(t, "task", "delete", id)
 	e.ctr(t, "container", "delete", id)
-	if _, err := os.Stat(filepath.Join(e.runc, e.ns, id)); !os.IsNotExist(err) {
-		t.Fatalf("runtime state of %s left after delete: %v", id, err)
+	if _, _, err := e.run(t, nil, "", e.target, "--root", filepath.Join(e.runc, e.ns), "state", id); err == nil {
+		t.Fatalf("the runtime still knows %s after ctr task delete", id)
 	}
 }
 
