@@ -286,3 +286,51 @@ func oomKills(oomControl string) int {
 	}
 	return -1
 }
+
+// TestDropinContainerdTerminalAndErrors covers what goes through the
+// runtime's console socket (ctr run -t, ctr task exec -t) and how a runtime
+// error reaches the user (containerd's shim reads the runtime's --log json).
+func TestDropinContainerdTerminalAndErrors(t *testing.T) {
+	e := startContainerd(t)
+	e.importImage(t)
+	ctrArgs := func(args ...string) []string {
+		return append([]string{"--address", e.sock, "--namespace", e.ns}, args...)
+	}
+
+	t.Run("RunTerminal", func(t *testing.T) {
+		args := ctrArgs(e.runArgs([]string{"--rm", "--tty"}, "tty1", "sh")...)
+		out, err := runInTerminal(t, nil, "ctr", args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
+		if err == nil || !strings.Contains(err.Error(), "exit status 4") {
+			t.Fatalf("ctr run -t: %v, want exit status 4; terminal showed:\n%s", err, out)
+		}
+		if !strings.Contains(out, "/dev/pts/0") || !strings.Contains(out, "stdin-is-a-1tty") {
+			t.Fatalf("ctr run -t: the terminal showed %q, want /dev/pts/0 and stdin-is-a-1tty", out)
+		}
+		e.requireCalled(t, "create", "--console-socket", "tty1")
+	})
+
+	t.Run("ExecTerminal", func(t *testing.T) {
+		e.detached(t, "tty2", nil, loop...)
+		defer e.remove(t, "tty2")
+		args := ctrArgs("task", "exec", "--fifo-dir", e.fifos, "--tty", "--exec-id", "t", "tty2", "sh")
+		out, err := runInTerminal(t, nil, "ctr", args, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
+		if err == nil || !strings.Contains(err.Error(), "exit status 6") {
+			t.Fatalf("ctr task exec -t: %v, want exit status 6; terminal showed:\n%s", err, out)
+		}
+		if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "exec-stdin-is-a-1tty") {
+			t.Fatalf("ctr task exec -t: the terminal showed %q, want a /dev/pts path and exec-stdin-is-a-1tty", out)
+		}
+		e.requireCalled(t, "exec", "--console-socket", "tty2")
+	})
+
+	t.Run("MissingCommandError", func(t *testing.T) {
+		_, _, err := e.ctrRun(t, e.runArgs([]string{"--rm"}, "nocmd", "/no/such/command")...)
+		t.Logf("ctr run of a missing command: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "/no/such/command") {
+			t.Fatalf("ctr run of a missing command: %v, want an error naming /no/such/command", err)
+		}
+		if out := e.ctr(t, "container", "list", "--quiet"); strings.Contains(out, "nocmd") {
+			t.Fatalf("ctr run --rm left the container after a failed start: %q", out)
+		}
+	})
+}

@@ -247,6 +247,54 @@ func TestDropinPodman(t *testing.T) {
 		}
 		e.requireCalled(t, "create", "--console-socket")
 	})
+
+	t.Run("ExecInteractiveTerminal", func(t *testing.T) {
+		e.podman(t, append(append([]string{"run", "--detach", "--name", "tty2"}, e.runFlags()...), append([]string{dropinImage}, loop...)...)...)
+		defer e.podman(t, "rm", "--force", "--time", "0", "tty2")
+		args := append(append([]string{}, e.podmanFl...), "exec", "--interactive", "--tty", "tty2", "sh")
+		out, err := runInTerminal(t, e.env(), e.bin, args, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
+			t.Fatalf("podman exec -it: %v, want status 6; terminal showed:\n%s", err, out)
+		}
+		if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "exec-stdin-is-a-1tty") {
+			t.Fatalf("podman exec -it: the terminal showed %q, want a /dev/pts path and exec-stdin-is-a-1tty", out)
+		}
+		e.requireCalled(t, "exec", "--console-socket")
+	})
+
+	t.Run("PauseUnpauseKill", func(t *testing.T) {
+		id := strings.TrimSpace(e.podman(t, append(append([]string{"run", "--detach", "--name", "p1"}, e.runFlags()...), append([]string{dropinImage}, loop...)...)...))
+		defer e.podman(t, "rm", "--force", "--time", "0", "p1")
+		e.podman(t, "pause", "p1")
+		if st := e.inspect(t, "p1", "{{.State.Status}}"); st != "paused" {
+			t.Fatalf("status after pause: %q", st)
+		}
+		if st, err := cgroupFile("freezer", "/"+e.cgroup+"/libpod-"+id, "freezer.state"); err != nil || st != "FROZEN" {
+			t.Fatalf("freezer.state of a paused container: %q (%v), want FROZEN", st, err)
+		}
+		e.podman(t, "unpause", "p1")
+		e.requireCalled(t, "pause", id)
+		e.requireCalled(t, "resume", id)
+		e.podman(t, "kill", "--signal", "TERM", "p1") // the trap exits 3
+		eventually(t, "p1 exits", func() error {
+			if got := e.inspect(t, "p1", "{{.State.Status}} {{.State.ExitCode}}"); got != "exited 3" {
+				return fmt.Errorf("state %q, want exited 3", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("MissingCommandError", func(t *testing.T) {
+		_, _, err := e.podmanRun(t, append(append([]string{"run", "--rm"}, e.runFlags()...), dropinImage, "/no/such/command")...)
+		t.Logf("podman run of a missing command: %v", err)
+		// podman reads the runtime's error text to tell "command not found"
+		// (status 127) from other failures (126, 125).
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 127 || !strings.Contains(err.Error(), "/no/such/command") {
+			t.Fatalf("podman run of a missing command: %v, want status 127 and an error naming /no/such/command", err)
+		}
+	})
 }
 
 // runInTerminal runs bin with args on a new pseudo-terminal (its
