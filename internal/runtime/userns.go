@@ -59,11 +59,6 @@ func DefaultStateRoot() string {
 	return filepath.Join("/run/user", strconv.Itoa(os.Geteuid()), "berth-runtime")
 }
 
-// idMapTools are the setuid helpers of the uidmap package that write ID maps
-// an unprivileged user may not write alone, within /etc/subuid and
-// /etc/subgid.
-var idMapTools = [2]string{"newuidmap", "newgidmap"}
-
 // writeIDMaps writes the ID maps of the user namespace process pid has just
 // created; the runtime is still in the parent user namespace. Privileged, it
 // writes them itself and leaves setgroups(2) allowed. Unprivileged, the
@@ -114,9 +109,11 @@ func writeIDMap(pid int, name string, maps []specs.LinuxIDMapping, rootless bool
 	if err == nil || !rootless || !errors.Is(err, unix.EPERM) {
 		return err
 	}
-	tool := idMapTools[0]
+	// The setuid helpers of the uidmap package write what an
+	// unprivileged user may not, within /etc/subuid and /etc/subgid.
+	tool := "newuidmap"
 	if name == "gid_map" {
-		tool = idMapTools[1]
+		tool = "newgidmap"
 	}
 	if terr := runIDMapTool(tool, pid, maps); terr != nil {
 		return errdefs.FailedPrecondition(fmt.Errorf("%w; unprivileged, only the single mapping of one's own ID can be written directly, and %v", err, terr))
