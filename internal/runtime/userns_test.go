@@ -90,6 +90,9 @@ func TestWriteIDMapsPrivileged(t *testing.T) {
 	if Rootless() {
 		t.Skip("runs in a user namespace")
 	}
+	if got := DefaultStateRoot(); got != DefaultRoot {
+		t.Errorf("DefaultStateRoot() = %q for root, want %q", got, DefaultRoot)
+	}
 	pid := newUserNSChild(t)
 	l := &specs.Linux{
 		UIDMappings: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}},
@@ -149,6 +152,10 @@ func TestHelperUnprivilegedIDMaps(t *testing.T) {
 	}
 	if got := DefaultStateRoot(); got != "/run/user/test/berth-runtime" {
 		t.Errorf("DefaultStateRoot() = %q", got)
+	}
+	os.Unsetenv("XDG_RUNTIME_DIR")
+	if got, want := DefaultStateRoot(), "/run/user/"+strconv.Itoa(os.Geteuid())+"/berth-runtime"; got != want {
+		t.Errorf("DefaultStateRoot() without XDG_RUNTIME_DIR = %q, want %q", got, want)
 	}
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	pid := newUserNSChild(t)
