@@ -187,4 +187,56 @@ func TestDropinDocker(t *testing.T) {
 		}
 		e.docker(t, "rm", "oom1")
 	})
+	t.Run("UpdateMemory", func(t *testing.T) {
+		args := append(append([]string{"run", "--detach", "--name", "u1", "--memory", "32m", "--memory-swap", "64m"}, runFlags()...), dropinImage)
+		id := strings.TrimSpace(e.docker(t, append(args, loop...)...))
+		defer e.docker(t, "rm", "--force", "u1")
+		e.docker(t, "update", "--memory", "48m", "--memory-swap", "96m", "u1")
+		e.requireCalled(t, "update", "--resources", id)
+		if got, err := cgroupFile("memory", "/"+e.cgroup+"/"+id, "memory.limit_in_bytes"); err != nil || got != strconv.Itoa(48<<20) {
+			t.Fatalf("memory.limit_in_bytes after docker update --memory 48m: %q (%v), want %d", got, err, 48<<20)
+		}
+		if got, err := cgroupFile("memory", "/"+e.cgroup+"/"+id, "memory.memsw.limit_in_bytes"); err != nil || got != strconv.Itoa(96<<20) {
+			t.Fatalf("memory.memsw.limit_in_bytes after docker update --memory-swap 96m: %q (%v), want %d", got, err, 96<<20)
+		}
+		if got := strings.TrimSpace(e.docker(t, "inspect", "--format", "{{.HostConfig.Memory}}", "u1")); got != strconv.Itoa(48<<20) {
+			t.Fatalf("HostConfig.Memory after update: %q", got)
+		}
+	})
+
+	t.Run("Terminals", func(t *testing.T) {
+		env := []string{"DOCKER_HOST=unix://" + e.sock, "DOCKER_CONTEXT=", "DOCKER_CONFIG=" + filepath.Join(e.dir, "client"), "DOCKER_CLI_HINTS=false"}
+		args := append(append([]string{"run", "--rm", "--interactive", "--tty"}, runFlags()...), dropinImage, "sh")
+		out, err := runInTerminal(t, env, DockerCLI, args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+			t.Fatalf("docker run -it: %v, want status 4; terminal showed:\n%s", err, out)
+		}
+		if !strings.Contains(out, "/dev/pts/0") || !strings.Contains(out, "stdin-is-a-1tty") {
+			t.Fatalf("docker run -it: the terminal showed %q, want /dev/pts/0 and stdin-is-a-1tty", out)
+		}
+		e.requireCalled(t, "create", "--console-socket")
+
+		e.docker(t, append(append([]string{"run", "--detach", "--name", "tty2"}, runFlags()...), append([]string{dropinImage}, loop...)...)...)
+		defer e.docker(t, "rm", "--force", "tty2")
+		out, err = runInTerminal(t, env, DockerCLI, []string{"exec", "--interactive", "--tty", "tty2", "sh"}, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
+		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
+			t.Fatalf("docker exec -it: %v, want status 6; terminal showed:\n%s", err, out)
+		}
+		if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "exec-stdin-is-a-1tty") {
+			t.Fatalf("docker exec -it: the terminal showed %q, want a /dev/pts path and exec-stdin-is-a-1tty", out)
+		}
+		e.requireCalled(t, "exec", "--console-socket")
+	})
+
+	t.Run("MissingCommandError", func(t *testing.T) {
+		_, _, err := e.dockerRun(t, append(append([]string{"run", "--rm"}, runFlags()...), dropinImage, "/no/such/command")...)
+		t.Logf("docker run of a missing command: %v", err)
+		// dockerd reads the runtime's error text to tell "command not found"
+		// (status 127) from other failures (126, 125).
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 127 || !strings.Contains(err.Error(), "/no/such/command") {
+			t.Fatalf("docker run of a missing command: %v, want status 127 and an error naming /no/such/command", err)
+		}
+	})
 }
