@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -351,12 +352,16 @@ func (c *CLI) Run(args ...string) (string, string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		err = fmt.Errorf("%s %s: no answer within %v (killed): %s", c.Name, strings.Join(args, " "), CommandTimeout, strings.TrimSpace(errb.String()))
+		err = fmt.Errorf("%s %s: %w after %v (killed); stdout: %q; stderr: %q", c.Name, strings.Join(args, " "),
+			ErrCommandTimeout, CommandTimeout, tail(out.String(), 10), tail(errb.String(), 10))
 	} else if err != nil {
 		err = fmt.Errorf("%s %s: %w: %s", c.Name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), errb.String(), err
 }
+
+// ErrCommandTimeout marks a client command killed after CommandTimeout.
+var ErrCommandTimeout = errors.New("no answer")
 
 // Start starts the client with args in the background (for kill tests).
 func (c *CLI) Start(args ...string) (*exec.Cmd, *bytes.Buffer, error) {
@@ -391,6 +396,9 @@ func (c *CLI) Fails(t testing.TB, args ...string) string {
 	out, stderr, err := c.Run(args...)
 	if err == nil {
 		t.Fatalf("%s %s succeeded, want an error; stdout:\n%s", c.Name, strings.Join(args, " "), out)
+	}
+	if errors.Is(err, ErrCommandTimeout) {
+		t.Fatalf("want a clear error, got a hang: %v", err)
 	}
 	return stderr
 }

@@ -228,9 +228,10 @@ func verifyStore(t testing.TB, d *Daemon) []string {
 
 // snapshotDirs returns the unpacked directory of each layer of the image
 // (bottom first): from the GraphDriver data of image inspect when it names
-// UpperDir/LowerDir as Docker's overlay2 does, else from the directory
-// under <data-root>/snapshots named after each layer's chain ID (its fs/
-// or diff/ subdirectory when it has one).
+// UpperDir/LowerDir as Docker's overlay2 does, else from the snapshotter's
+// records under <data-root>/snapshots: a directory whose info.json has the
+// layer's chain ID as its "key" (or, failing that, whose name is the chain
+// ID), using its fs/ (or diff/) subdirectory when it has one.
 func snapshotDirs(t testing.TB, d *Daemon, in imageInspect) []string {
 	t.Helper()
 	n := len(in.RootFS.Layers)
@@ -246,34 +247,45 @@ func snapshotDirs(t testing.TB, d *Daemon, in imageInspect) []string {
 		t.Logf("GraphDriver data names %d dirs for %d layers; looking in the data root", len(dirs), n)
 	}
 	root := filepath.Join(d.DataRoot, "snapshots")
+	byKey := map[string]string{}
+	filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		if e.IsDir() && strings.Count(rel, string(filepath.Separator)) >= 3 {
+			return filepath.SkipDir
+		}
+		if e.IsDir() {
+			byKey[e.Name()] = p
+			return nil
+		}
+		if e.Name() == "info.json" {
+			var info struct {
+				Key string `json:"key"`
+			}
+			if b, err := os.ReadFile(p); err == nil && json.Unmarshal(b, &info) == nil && info.Key != "" {
+				byKey[info.Key] = filepath.Dir(p)
+			}
+		}
+		return nil
+	})
 	var out []string
 	for _, c := range chainIDs(in.RootFS.Layers) {
-		hexPart := strings.TrimPrefix(c, "sha256:")
-		var found string
-		filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
-			if err != nil || found != "" {
-				return filepath.SkipDir
-			}
-			rel, _ := filepath.Rel(root, p)
-			if strings.Count(rel, string(filepath.Separator)) > 3 {
-				return filepath.SkipDir
-			}
-			if e.IsDir() && strings.Contains(e.Name(), hexPart) {
-				found = p
-				return filepath.SkipAll
-			}
-			return nil
-		})
-		if found == "" {
-			t.Fatalf("no snapshot directory for chain ID %s under %s (inspect GraphDriver: %+v)", c, root, in.GraphDriver)
+		dir := byKey[c]
+		if dir == "" {
+			dir = byKey[strings.TrimPrefix(c, "sha256:")]
 		}
-		for _, sub := range []string{"fs", "diff", "rootfs"} {
-			if fi, err := os.Stat(filepath.Join(found, sub)); err == nil && fi.IsDir() {
-				found = filepath.Join(found, sub)
+		if dir == "" {
+			t.Fatalf("no snapshot for chain ID %s under %s (inspect GraphDriver: %+v)", c, root, in.GraphDriver)
+		}
+		for _, sub := range []string{"fs", "diff"} {
+			if fi, err := os.Stat(filepath.Join(dir, sub)); err == nil && fi.IsDir() {
+				dir = filepath.Join(dir, sub)
 				break
 			}
 		}
-		out = append(out, found)
+		out = append(out, dir)
 	}
 	return out
 }

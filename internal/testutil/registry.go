@@ -430,7 +430,7 @@ type ProxyRequest struct {
 
 // Fault kinds for StartFaultProxy.
 const (
-	FaultCorrupt = "corrupt" // every GET of the blob: same length, one byte flipped
+	FaultCorrupt = "corrupt" // every GET of the blob: same length, its middle byte flipped
 	FaultCut     = "cut"     // first GET: N bytes, then the connection is dropped
 	FaultStall   = "stall"   // first GET: N bytes, then stall until Release or the client leaves
 )
@@ -492,8 +492,8 @@ func StartFaultProxy(t testing.TB, upstream, digest, kind string, n int64) *Faul
 	return p
 }
 
-// StartCorruptingProxy proxies upstream and serves digest's blob with one
-// byte changed (right length, wrong digest).
+// StartCorruptingProxy proxies upstream and serves digest's blob with its
+// middle byte changed (right length, wrong digest).
 func StartCorruptingProxy(t testing.TB, upstream, digest string) *FaultProxy {
 	return StartFaultProxy(t, upstream, digest, FaultCorrupt, 0)
 }
@@ -559,7 +559,7 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	var body io.Reader = resp.Body
 	if rec.Faulted && p.Kind == FaultCorrupt && resp.StatusCode/100 == 2 {
-		body = &flipReader{r: resp.Body, at: 0}
+		body = &flipReader{r: resp.Body, at: max(resp.ContentLength/2, 0)}
 	}
 	if rec.Faulted && (p.Kind == FaultCut || p.Kind == FaultStall) && resp.StatusCode/100 == 2 {
 		n, _ := io.Copy(w, io.LimitReader(body, p.N))
