@@ -1,9 +1,13 @@
 #!/bin/bash
-# Runtime benchmark: N sequential containers of /bin/true (create, start,
-# wait, delete: one `run` each) with berth-runtime, runc and crun, in rounds
-# that interleave the runtimes, all in one private mount namespace where the
-# cgroup v2 mount of a hybrid host is hidden (crun 1.8 refuses hybrid hosts;
-# every runtime runs under the same conditions), and the peak RSS of one run.
+# Runtime benchmark, berth-runtime against runc and crun in one run, in
+# rounds that interleave the runtimes, all in one private mount namespace
+# where the cgroup v2 mount of a hybrid host is hidden (crun 1.8 refuses
+# hybrid hosts; every runtime runs under the same conditions):
+#   - N sequential containers of /bin/true: create, start, wait, delete (one
+#     `run` each);
+#   - N `exec /bin/true` into a running container;
+#   - N pause + resume pairs of a running container;
+#   - the peak RSS of one `run`.
 #
 # usage: bench/runtime.sh [N] [ROUNDS]     (as root; make build first)
 set -euo pipefail
@@ -19,7 +23,6 @@ fi
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
 bundle=$work/bundle
 mkdir -p "$bundle/rootfs/bin"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
@@ -31,6 +34,13 @@ sed -i 's/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/; s/"terminal": true/"term
 
 declare -A RT=([berth-runtime]=$BERTH [runc]=$(command -v runc) [crun]=$(command -v crun))
 names=(berth-runtime runc crun)
+cleanup() {
+  for n in "${names[@]}"; do
+    "${RT[$n]}" --root "$work/root-$n" delete --force sleeper >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 declare -A total
 for n in "${names[@]}"; do total[$n]=""; done
 
@@ -48,15 +58,44 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "containers: $N per round, $ROUNDS rounds; per-container time (median of rounds, microseconds)"
-declare -A med
+# exec and pause/resume against one running container per runtime.
+sleeper=$work/sleeper
+cp -a "$bundle" "$sleeper"
+sed -i 's/"\/bin\/true"/"\/bin\/sleep", "1000"/' "$sleeper/config.json"
+ln -s busybox "$sleeper/rootfs/bin/sleep"
+declare -A exect pauset
+for n in "${names[@]}"; do exect[$n]=""; pauset[$n]=""; done
 for n in "${names[@]}"; do
-  med[$n]=$(echo "${total[$n]}" | median)
-  printf '  %-14s %8d us   (rounds: %s)\n' "$n" "${med[$n]}" "${total[$n]}"
+  "${RT[$n]}" --root "$work/root-$n" run --detach --bundle "$sleeper" sleeper >/dev/null
 done
-awk -v b="${med[berth-runtime]}" -v r="${med[runc]}" -v c="${med[crun]}" 'BEGIN {
-  printf "  runc / berth-runtime = %.2fx   crun / berth-runtime = %.2fx\n", r / b, c / b }'
+for r in $(seq "$ROUNDS"); do
+  for n in "${names[@]}"; do
+    bin=${RT[$n]}; root=$work/root-$n
+    t0=$(now)
+    for i in $(seq "$N"); do "$bin" --root "$root" exec sleeper /bin/true; done
+    t1=$(now)
+    for i in $(seq "$N"); do "$bin" --root "$root" pause sleeper; "$bin" --root "$root" resume sleeper; done
+    t2=$(now)
+    exect[$n]+="$(( (t1 - t0) / N / 1000 )) "
+    pauset[$n]+="$(( (t2 - t1) / N / 1000 )) "
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+report() {  # report TITLE ARRAY-NAME
+  local -n arr=$2
+  echo "$1 (median of rounds, microseconds)"
+  declare -A m
+  for n in "${names[@]}"; do
+    m[$n]=$(echo "${arr[$n]}" | median)
+    printf '  %-14s %8d us   (rounds: %s)\n' "$n" "${m[$n]}" "${arr[$n]}"
+  done
+  awk -v b="${m[berth-runtime]}" -v r="${m[runc]}" -v c="${m[crun]}" 'BEGIN {
+    printf "  runc / berth-runtime = %.2fx   crun / berth-runtime = %.2fx\n", r / b, c / b }'
+}
+echo "$N operations per round, $ROUNDS rounds"
+report "container run: create, start, wait, delete of /bin/true" total
+report "exec /bin/true into a running container" exect
+report "pause + resume" pauset
 
 # Peak RSS of one run: the largest resident set among the runtime process
 # and everything it waited for (the init included), from getrusage.

@@ -281,17 +281,18 @@ func enterCwd(cwd string) error {
 	return nil
 }
 
-// waitStart blocks until `start` opens the exec FIFO, then signals it.
+// waitStart blocks until `start` opens the exec FIFO, then signals it. The
+// FIFO stays open, close-on-exec, so that `start` sees it close when the
+// user's program replaces the init (or the init fails).
 func waitStart(fifoFD int) error {
-	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fifoFD), os.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fifoFD), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.Write([]byte{0}); err != nil {
+	unix.Close(fifoFD)
+	if _, err := unix.Write(fd, []byte{0}); err != nil {
 		return fmt.Errorf("write exec fifo: %w", err)
 	}
-	unix.Close(fifoFD)
 	return nil
 }
 

@@ -38,9 +38,12 @@ func (c *Container) Start(ctx context.Context, warn func(error)) error {
 		return fmt.Errorf("start %s: init process %d: %w", c.s.ID, c.s.Pid, err)
 	}
 	defer unix.Close(pidfd)
-	// The init opens the FIFO for writing, writes one byte and goes on to
-	// exec. Wait for that byte, or for the init to die.
+	// The init opens the FIFO for writing, writes one byte, runs the
+	// startContainer hooks and execs, which closes the FIFO. Wait for the
+	// byte and then the close, so that the container's program is running
+	// when start returns; or for the init to die.
 	fds := []unix.PollFd{{Fd: int32(fifo), Events: unix.POLLIN}, {Fd: int32(pidfd), Events: unix.POLLIN}}
+	started := false
 	for {
 		_, err := unix.Poll(fds, -1)
 		if err == unix.EINTR {
@@ -49,13 +52,19 @@ func (c *Container) Start(ctx context.Context, warn func(error)) error {
 		if err != nil {
 			return fmt.Errorf("start %s: wait for init: %w", c.s.ID, err)
 		}
-		if fds[0].Revents&unix.POLLIN != 0 {
+		if fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
 			var b [1]byte
-			if n, err := unix.Read(fifo, b[:]); n == 1 && err == nil {
-				break
+			n, err := unix.Read(fifo, b[:])
+			if n == 1 {
+				started = true
+			} else if n == 0 && err == nil && started {
+				break // the init exec'd (or exited): the FIFO closed
 			}
 		}
 		if fds[1].Revents != 0 {
+			if started {
+				break // the program ran and has exited already
+			}
 			return fmt.Errorf("start %s: the container init exited before starting the process", c.s.ID)
 		}
 		fds[0].Revents, fds[1].Revents = 0, 0
@@ -141,6 +150,10 @@ func (c *Container) killAll(sig unix.Signal) error {
 	if c.s.OwnPidNS && sig == unix.SIGKILL {
 		return c.signalInit(sig)
 	}
+	if len(c.s.CgroupPaths) == 0 {
+		// Without a cgroup (rootless), the PID namespace finds them.
+		return c.killPidNS(sig)
+	}
 	cg := cgroups.Load(c.s.CgroupPaths)
 	frozen := cg.Freeze() == nil
 	pids, err := cg.Pids()
@@ -154,6 +167,32 @@ func (c *Container) killAll(sig unix.Signal) error {
 	}
 	if err != nil {
 		return fmt.Errorf("kill all processes of %s: %w", c.s.ID, err)
+	}
+	return nil
+}
+
+// killPidNS signals every process in the init's PID namespace, or the init
+// alone when the container shares the host's.
+func (c *Container) killPidNS(sig unix.Signal) error {
+	if !c.s.OwnPidNS {
+		return c.signalInit(sig)
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", c.s.Pid))
+	if err != nil {
+		return fmt.Errorf("kill all processes of %s: %w", c.s.ID, err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Errorf("kill all processes of %s: %w", c.s.ID, err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if other, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err == nil && other == ns {
+			unix.Kill(pid, sig)
+		}
 	}
 	return nil
 }
