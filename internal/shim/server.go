@@ -1,0 +1,887 @@
+package shim
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+var errNotTTY = errdefs.FailedPrecondition(errors.New("process has no terminal"))
+
+// config is what Spawn hands the shim in shim.json.
+type config struct {
+	ID            string   `json:"id"`
+	Bundle        string   `json:"bundle"`
+	Runtime       string   `json:"runtime"`
+	RuntimeRoot   string   `json:"runtimeRoot"`
+	RuntimeArgs   []string `json:"runtimeArgs,omitempty"`
+	LogPath       string   `json:"logPath,omitempty"`
+	LogMaxSize    int64    `json:"logMaxSize,omitempty"`
+	LogMaxFiles   int      `json:"logMaxFiles,omitempty"`
+	OpenStdin     bool     `json:"openStdin,omitempty"`
+	StdinOnce     bool     `json:"stdinOnce,omitempty"`
+	ConsoleHeight uint16   `json:"consoleHeight,omitempty"`
+	ConsoleWidth  uint16   `json:"consoleWidth,omitempty"`
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().UTC().Format(time.RFC3339Nano)+" berth-shim: "+format+"\n", args...)
+}
+
+// server is the running shim.
+type server struct {
+	dir    string
+	cfg    config
+	reaper *reaper
+	env    []string
+	init   *proc
+	log    *LogWriter
+
+	mu      sync.Mutex
+	execs   map[string]*proc
+	deleted bool
+	counter atomic.Int64
+	quit    chan struct{}
+	ln      *net.UnixListener
+}
+
+// Serve runs the shim for the container described by shim.json in
+// stateDir: it creates the container, then serves clients on shim.sock
+// until the container is deleted or the shim is shut down. It is
+// berth-shim's whole life; it returns an error only when the container
+// could not be created or the socket not served.
+func Serve(stateDir string) error {
+	// A shim lives as long as its container: keep its heap small.
+	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(4 << 20)
+
+	b, err := os.ReadFile(filepath.Join(stateDir, configName))
+	if err != nil {
+		return fmt.Errorf("read shim config: %w", err)
+	}
+	s := &server{dir: stateDir, execs: map[string]*proc{}, quit: make(chan struct{})}
+	if err := json.Unmarshal(b, &s.cfg); err != nil {
+		return fmt.Errorf("parse shim config %s: %w", filepath.Join(stateDir, configName), err)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+	ignoreSignals()
+	s.env = os.Environ()
+	s.reaper = newReaper()
+
+	// Listen first so that a failed create still leaves nothing behind
+	// but an error; clients only see the socket once create succeeded.
+	sockPath := filepath.Join(stateDir, socketName)
+	os.Remove(sockPath)
+	tmpSock := filepath.Join(stateDir, "shim.sock.tmp")
+	os.Remove(tmpSock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpSock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", tmpSock, err)
+	}
+	ln.SetUnlinkOnClose(false)
+	s.ln = ln
+	if err := os.Chmod(tmpSock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("chmod %s: %w", tmpSock, err)
+	}
+	if err := s.create(); err != nil {
+		ln.Close()
+		os.Remove(tmpSock)
+		return err
+	}
+	if err := os.Rename(tmpSock, sockPath); err != nil {
+		ln.Close()
+		return fmt.Errorf("publish socket %s: %w", sockPath, err)
+	}
+	go s.watchInit()
+	for {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			select {
+			case <-s.quit:
+				return nil
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", sockPath, err)
+		}
+		go s.handle(conn)
+	}
+}
+
+func ignoreSignals() {
+	// The shim has no terminal and its clients come and go: none of these
+	// may end it while its container runs.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+}
+
+// runtimeArgs builds a runtime command line: the global flags, then args.
+func (s *server) runtimeArgs(args ...string) []string {
+	argv := []string{s.cfg.Runtime}
+	argv = append(argv, s.cfg.RuntimeArgs...)
+	argv = append(argv, "--root", s.cfg.RuntimeRoot, "--log", filepath.Join(s.dir, rtLogName), "--log-format", "json")
+	return append(argv, args...)
+}
+
+// runtimeError names a failed runtime command with the runtime's own
+// message: the last error its log gained since offset, or its output.
+func (s *server) runtimeError(args []string, code int, offset int64, out []byte) error {
+	msg := strings.TrimSpace(string(out))
+	if m := lastLogError(filepath.Join(s.dir, rtLogName), offset); m != "" {
+		msg = m
+	}
+	if msg == "" {
+		msg = "exit status " + strconv.Itoa(code)
+	}
+	err := fmt.Errorf("%s %s: %s", filepath.Base(s.cfg.Runtime), strings.Join(args, " "), msg)
+	lower := strings.ToLower(msg)
+	switch {
+	case strings.Contains(lower, "does not exist") || strings.Contains(lower, "not found"):
+		return errdefs.NotFound(err)
+	case strings.Contains(lower, "not running") || strings.Contains(lower, "not paused") || strings.Contains(lower, "is paused") || strings.Contains(lower, "already"):
+		return errdefs.Conflict(err)
+	}
+	return err
+}
+
+func logSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// lastLogError returns the message of the last error-level entry in the
+// runtime's json log after offset.
+func lastLogError(path string, offset int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	var msg string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 4096), 1<<20)
+	for sc.Scan() {
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && (e.Level == "error" || e.Level == "fatal") && e.Msg != "" {
+			msg = e.Msg
+		}
+	}
+	return msg
+}
+
+// run runs a runtime command that does not touch the container's stdio
+// and returns its standard output.
+func (s *server) run(args ...string) ([]byte, error) {
+	argv := s.runtimeArgs(args...)
+	offset := logSize(filepath.Join(s.dir, rtLogName))
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	_, exit, err := s.reaper.start(argv, []*os.File{devnull, outW, outW}, s.env)
+	outW.Close()
+	if err != nil {
+		outR.Close()
+		return nil, fmt.Errorf("run %s: %w", s.cfg.Runtime, err)
+	}
+	out, _ := io.ReadAll(io.LimitReader(outR, 1<<20))
+	outR.Close()
+	if code := <-exit; code != 0 {
+		return out, s.runtimeError(args, code, offset, out)
+	}
+	return out, nil
+}
+
+// stdio is the child side and the shim side of a process's stdio.
+type stdio struct {
+	child         []*os.File // stdin, stdout, stderr for the runtime
+	stdinW        *os.File
+	stdout        *os.File
+	stderr        *os.File
+	consoleSocket *net.UnixListener
+	consolePath   string
+}
+
+func (io *stdio) closeChild() {
+	for _, f := range io.child {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+func (io *stdio) closeAll() {
+	io.closeChild()
+	for _, f := range []*os.File{io.stdinW, io.stdout, io.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if io.consoleSocket != nil {
+		io.consoleSocket.Close()
+		os.Remove(io.consolePath)
+	}
+}
+
+// newStdio makes a process's stdio: a console socket for a terminal, or
+// pipes (stdin only when wanted, /dev/null otherwise).
+func (s *server) newStdio(tty, stdin bool) (*stdio, error) {
+	st := &stdio{}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	if tty {
+		// The runtime's own output goes to the shim's log (childFiles).
+		st.consolePath = filepath.Join(s.dir, "c"+strconv.FormatInt(s.counter.Add(1), 10)+".sock")
+		os.Remove(st.consolePath)
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: st.consolePath, Net: "unix"})
+		if err != nil {
+			devnull.Close()
+			return nil, fmt.Errorf("listen on console socket %s: %w", st.consolePath, err)
+		}
+		st.consoleSocket = l
+		st.child = []*os.File{devnull, nil, nil}
+		return st, nil
+	}
+	st.child = []*os.File{devnull, nil, nil}
+	if stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			st.closeAll()
+			return nil, err
+		}
+		devnull.Close()
+		st.child[0], st.stdinW = r, w
+	}
+	for i, dst := range []**os.File{&st.stdout, &st.stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			st.closeAll()
+			return nil, err
+		}
+		st.child[i+1], *dst = w, r
+	}
+	return st, nil
+}
+
+// childFiles returns the descriptors the runtime process gets.
+func (st *stdio) childFiles() []*os.File {
+	if st.consoleSocket != nil {
+		return []*os.File{st.child[0], os.Stderr, os.Stderr}
+	}
+	return st.child
+}
+
+// receiveConsole accepts the runtime's connection on the console socket
+// and takes the pty master it sends.
+func receiveConsole(l *net.UnixListener) (*os.File, error) {
+	conn, err := l.AcceptUnix()
+	if err != nil {
+		return nil, fmt.Errorf("accept on console socket: %w", err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, fmt.Errorf("receive console: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, fmt.Errorf("parse console message: %w", err)
+	}
+	var fds []int
+	for i := range msgs {
+		got, err := unix.ParseUnixRights(&msgs[i])
+		if err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	if len(fds) == 0 {
+		return nil, errors.New("console socket message carried no descriptor")
+	}
+	for _, fd := range fds[1:] {
+		unix.Close(fd)
+	}
+	unix.CloseOnExec(fds[0])
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}
+
+type consoleResult struct {
+	f   *os.File
+	err error
+}
+
+// startProc runs a runtime command (create or exec) that starts a process
+// with the given stdio and returns the process's pid from pidFile.
+func (s *server) startProc(p *proc, st *stdio, pidFile string, args ...string) error {
+	var consoleCh chan consoleResult
+	if st.consoleSocket != nil {
+		consoleCh = make(chan consoleResult, 1)
+		go func() {
+			f, err := receiveConsole(st.consoleSocket)
+			consoleCh <- consoleResult{f, err}
+		}()
+	}
+	argv := s.runtimeArgs(args...)
+	offset := logSize(filepath.Join(s.dir, rtLogName))
+	_, exit, err := s.reaper.start(argv, st.childFiles(), s.env)
+	st.closeChild()
+	if err != nil {
+		return fmt.Errorf("run %s: %w", s.cfg.Runtime, err)
+	}
+	code := <-exit
+	if st.consoleSocket != nil {
+		st.consoleSocket.Close()
+		os.Remove(st.consolePath)
+		st.consoleSocket = nil
+	}
+	if code != 0 {
+		if consoleCh != nil {
+			if r := <-consoleCh; r.f != nil {
+				r.f.Close()
+			}
+		}
+		return s.runtimeError(args, code, offset, nil)
+	}
+	if consoleCh != nil {
+		r := <-consoleCh
+		if r.err != nil {
+			return fmt.Errorf("%s %s: %w", filepath.Base(s.cfg.Runtime), args[0], r.err)
+		}
+		p.console = r.f
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return fmt.Errorf("read pid file %s: %w", pidFile, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("pid file %s holds %q, not a pid", pidFile, b)
+	}
+	p.pid = pid
+	return nil
+}
+
+// startIO starts copying a started process's output; logged output goes
+// to the container log. It returns when the copiers are running.
+func (s *server) startIO(p *proc, st *stdio, log *LogWriter) {
+	var wg sync.WaitGroup
+	if p.console != nil {
+		wg.Add(1)
+		var ls *lineSplitter
+		if log != nil {
+			ls = newLineSplitter(log, "stdout")
+		}
+		go p.copyOutput(p.console, frameStdout, ls, &wg)
+	} else {
+		p.stdinW = st.stdinW
+		wg.Add(2)
+		var lo, le *lineSplitter
+		if log != nil {
+			lo, le = newLineSplitter(log, "stdout"), newLineSplitter(log, "stderr")
+		}
+		go p.copyOutput(st.stdout, frameStdout, lo, &wg)
+		go p.copyOutput(st.stderr, frameStderr, le, &wg)
+	}
+	go func() {
+		wg.Wait()
+		close(p.outDone)
+	}()
+}
+
+// create runs `runtime create` for the container.
+func (s *server) create() error {
+	spec, err := readSpec(s.cfg.Bundle)
+	if err != nil {
+		return err
+	}
+	p := newProc("")
+	p.tty = spec.Process != nil && spec.Process.Terminal
+	p.hasStdin = s.cfg.OpenStdin
+	p.once = s.cfg.StdinOnce
+	if s.cfg.LogPath != "" {
+		lw, err := NewLogWriter(s.cfg.LogPath, s.cfg.LogMaxSize, s.cfg.LogMaxFiles)
+		if err != nil {
+			return err
+		}
+		s.log = lw
+	}
+	st, err := s.newStdio(p.tty, s.cfg.OpenStdin)
+	if err != nil {
+		return fmt.Errorf("stdio for %s: %w", s.cfg.ID, err)
+	}
+	pidFile := filepath.Join(s.dir, initPidName)
+	os.Remove(pidFile)
+	args := []string{"create", "--bundle", s.cfg.Bundle, "--pid-file", pidFile}
+	if st.consoleSocket != nil {
+		args = append(args, "--console-socket", st.consolePath)
+	}
+	args = append(args, s.cfg.ID)
+	if err := s.startProc(p, st, pidFile, args...); err != nil {
+		st.closeAll()
+		return err
+	}
+	if p.console != nil && s.cfg.ConsoleHeight > 0 && s.cfg.ConsoleWidth > 0 {
+		if err := p.resize(s.cfg.ConsoleHeight, s.cfg.ConsoleWidth); err != nil {
+			logf("set initial console size of %s: %v", s.cfg.ID, err)
+		}
+	}
+	s.startIO(p, st, s.log)
+	s.init = p
+	return nil
+}
+
+func readSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read bundle config: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	return &spec, nil
+}
+
+// watch waits for a process's exit and the end of its output, then
+// records the exit and ends its attach streams.
+func (s *server) watch(p *proc, exit <-chan int) {
+	code := <-exit
+	at := time.Now().UTC()
+	select {
+	case <-p.outDone:
+	case <-time.After(ioDrainTimeout):
+		logf("output of %s still open %s after it exited; closing it", p.name(), ioDrainTimeout)
+		if p.console != nil {
+			p.console.Close()
+		}
+	}
+	p.endOutput()
+	p.stdinEOF(true)
+	if p.console != nil {
+		p.console.Close()
+	}
+	p.exit = ExitStatus{Code: code, ExitedAt: at}
+}
+
+func (s *server) watchInit() {
+	p := s.init
+	s.watch(p, s.reaper.claim(p.pid))
+	if s.log != nil {
+		s.log.Close()
+	}
+	if err := writeExitFile(s.dir, p.exit); err != nil {
+		logf("record exit of %s: %v", s.cfg.ID, err)
+	}
+	close(p.exited)
+}
+
+// writeExitFile records an exit status atomically: a synced temporary
+// file renamed over exit.json, then the directory synced.
+func writeExitFile(dir string, e ExitStatus) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".exit-*")
+	if err != nil {
+		return fmt.Errorf("create exit file in %s: %w", dir, err)
+	}
+	_, werr := tmp.Write(b)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), filepath.Join(dir, exitName))
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write exit file in %s: %w", dir, werr)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ReadExit returns the exit status a shim recorded in stateDir, for a
+// container whose shim is gone. It fails with errdefs.ErrNotFound when
+// none was recorded.
+func ReadExit(stateDir string) (ExitStatus, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, exitName))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return ExitStatus{}, errdefs.NotFound(fmt.Errorf("no exit status in %s", stateDir))
+		}
+		return ExitStatus{}, fmt.Errorf("read exit status in %s: %w", stateDir, err)
+	}
+	var e ExitStatus
+	if err := json.Unmarshal(b, &e); err != nil {
+		return ExitStatus{}, fmt.Errorf("parse exit status in %s: %w", stateDir, err)
+	}
+	return e, nil
+}
+
+func (s *server) handle(conn *net.UnixConn) {
+	rd := bufio.NewReaderSize(conn, 4096)
+	var req request
+	if err := readJSONLine(rd, &req); err != nil {
+		conn.Close()
+		return
+	}
+	switch req.Op {
+	case opAttach:
+		s.attach(conn, rd, req)
+		return
+	case opExec:
+		s.exec(conn, rd, req)
+		return
+	case opWait:
+		s.wait(conn, req)
+		return
+	}
+	resp := s.call(req)
+	writeJSONLine(conn, resp)
+	conn.Close()
+	if req.Op == opDelete && resp.Err == "" || req.Op == opShutdown && resp.Err == "" {
+		s.exit()
+	}
+}
+
+// exit stops serving and ends the shim.
+func (s *server) exit() {
+	close(s.quit)
+	os.Remove(filepath.Join(s.dir, socketName))
+	s.ln.Close()
+}
+
+func (s *server) proc(execID string) (*proc, error) {
+	if execID == "" {
+		return s.init, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.execs[execID]
+	if !ok {
+		return nil, errdefs.NotFound(fmt.Errorf("exec %s not found in container %s", execID, s.cfg.ID))
+	}
+	return p, nil
+}
+
+func (s *server) call(req request) response {
+	p, err := s.proc(req.ExecID)
+	if err != nil {
+		return errResponse(err)
+	}
+	switch req.Op {
+	case opInfo:
+		return response{Info: &InfoSummary{ID: s.cfg.ID, Pid: s.init.pid, ShimPid: os.Getpid(), Terminal: s.init.tty, Stdin: s.init.hasStdin}}
+	case opStart:
+		if _, err := s.run("start", s.cfg.ID); err != nil {
+			return errResponse(err)
+		}
+		return response{Pid: p.pid}
+	case opKill:
+		if req.ExecID != "" {
+			if p.isExited() {
+				return errResponse(errdefs.Conflict(fmt.Errorf("exec %s has exited", req.ExecID)))
+			}
+			if err := unix.Kill(p.pid, syscall.Signal(req.Signal)); err != nil {
+				return errResponse(fmt.Errorf("signal exec %s: %w", req.ExecID, err))
+			}
+			return response{}
+		}
+		if p.isExited() && !req.All {
+			return errResponse(errdefs.Conflict(fmt.Errorf("container %s is not running", s.cfg.ID)))
+		}
+		args := []string{"kill"}
+		if req.All {
+			args = append(args, "--all")
+		}
+		if _, err := s.run(append(args, s.cfg.ID, strconv.Itoa(req.Signal))...); err != nil {
+			return errResponse(err)
+		}
+		return response{}
+	case opState:
+		r := response{Pid: p.pid}
+		if p.isExited() {
+			e := p.exit
+			r.Exit = &e
+			r.Status = "stopped"
+			return r
+		}
+		if req.ExecID != "" {
+			r.Status = "running"
+			return r
+		}
+		out, err := s.run("state", s.cfg.ID)
+		if err != nil {
+			return errResponse(err)
+		}
+		var st specs.State
+		if err := json.Unmarshal(bytes.TrimSpace(out), &st); err != nil {
+			return errResponse(fmt.Errorf("parse state of %s: %w", s.cfg.ID, err))
+		}
+		r.Status = string(st.Status)
+		return r
+	case opPause, opResume:
+		if _, err := s.run(req.Op, s.cfg.ID); err != nil {
+			return errResponse(err)
+		}
+		return response{}
+	case opResize:
+		if err := p.resize(req.Height, req.Width); err != nil {
+			return errResponse(fmt.Errorf("resize %s: %w", p.name(), err))
+		}
+		return response{}
+	case opCloseIn:
+		p.stdinEOF(true)
+		return response{}
+	case opDelete:
+		if !p.isExited() && !req.Force {
+			return errResponse(errdefs.Conflict(fmt.Errorf("container %s is running: stop it or delete with force", s.cfg.ID)))
+		}
+		args := []string{"delete"}
+		if req.Force {
+			args = append(args, "--force")
+		}
+		if _, err := s.run(append(args, s.cfg.ID)...); err != nil && !errdefs.IsNotFound(err) {
+			return errResponse(err)
+		}
+		if req.Force {
+			<-p.exited
+		}
+		r := response{}
+		e := p.exit
+		r.Exit = &e
+		return r
+	case opShutdown:
+		if !p.isExited() {
+			return errResponse(errdefs.Conflict(fmt.Errorf("container %s is running", s.cfg.ID)))
+		}
+		return response{}
+	}
+	return errResponse(errdefs.InvalidArgument(fmt.Errorf("unknown operation %q", req.Op)))
+}
+
+// wait answers when the process has exited, or drops the call when the
+// client goes away.
+func (s *server) wait(conn *net.UnixConn, req request) {
+	defer conn.Close()
+	p, err := s.proc(req.ExecID)
+	if err != nil {
+		writeJSONLine(conn, errResponse(err))
+		return
+	}
+	gone := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, conn)
+		close(gone)
+	}()
+	select {
+	case <-p.exited:
+		e := p.exit
+		writeJSONLine(conn, response{Exit: &e})
+	case <-gone:
+	}
+}
+
+// attach streams a process's output to the client and its input to the
+// process.
+func (s *server) attach(conn *net.UnixConn, rd *bufio.Reader, req request) {
+	p, err := s.proc(req.ExecID)
+	if err != nil {
+		writeJSONLine(conn, errResponse(err))
+		conn.Close()
+		return
+	}
+	// Subscribed before the response goes out, so a client that got it is
+	// sure to see all later output; its frames wait for the response (wmu).
+	sub := &subscriber{conn: conn, stdout: req.Stdout, stderr: req.Stderr}
+	sub.wmu.Lock()
+	p.mu.Lock()
+	ended := p.ended
+	if !ended {
+		p.subs[sub] = struct{}{}
+	}
+	p.mu.Unlock()
+	err = writeJSONLine(conn, response{Pid: p.pid})
+	if ended && err == nil {
+		err = writeFrame(conn, frameEnd, nil)
+	}
+	sub.wmu.Unlock()
+	if err != nil || ended {
+		p.unsubscribe(sub)
+		conn.Close()
+		return
+	}
+	s.serveAttach(p, sub, rd, req)
+}
+
+// serveAttach forwards a subscribed client's input until it goes away.
+func (s *server) serveAttach(p *proc, sub *subscriber, rd *bufio.Reader, req request) {
+	var buf []byte
+	for {
+		kind, b, err := readFrame(rd, buf)
+		if err != nil {
+			break
+		}
+		buf = b[:0]
+		if kind != frameStdin || !req.Stdin {
+			continue
+		}
+		if len(b) == 0 {
+			p.stdinEOF(req.CloseIn)
+			continue
+		}
+		if err := p.writeStdin(b); err != nil {
+			continue
+		}
+	}
+	p.unsubscribe(sub)
+	sub.conn.Close()
+}
+
+// exec starts a process in the container with `runtime exec` and streams
+// its stdio over the connection that asked for it, attached before the
+// process starts so no output is lost.
+func (s *server) exec(conn *net.UnixConn, rd *bufio.Reader, req request) {
+	fail := func(err error) {
+		writeJSONLine(conn, errResponse(err))
+		conn.Close()
+	}
+	if req.ExecID == "" || strings.ContainsAny(req.ExecID, "/\x00") || len(req.ExecID) > 128 {
+		fail(errdefs.InvalidArgument(fmt.Errorf("invalid exec id %q", req.ExecID)))
+		return
+	}
+	if req.Process == nil || len(req.Process.Args) == 0 {
+		fail(errdefs.InvalidArgument(fmt.Errorf("exec %s: no process args", req.ExecID)))
+		return
+	}
+	if s.init.isExited() {
+		fail(errdefs.Conflict(fmt.Errorf("container %s is not running", s.cfg.ID)))
+		return
+	}
+	p := newProc(req.ExecID)
+	p.tty = req.Process.Terminal
+	p.hasStdin = req.Stdin
+	p.once = true // an exec's stdin closes with its client's, as docker exec -i
+	s.mu.Lock()
+	if _, dup := s.execs[req.ExecID]; dup {
+		s.mu.Unlock()
+		fail(errdefs.AlreadyExists(fmt.Errorf("exec %s already exists in container %s", req.ExecID, s.cfg.ID)))
+		return
+	}
+	s.execs[req.ExecID] = p
+	s.mu.Unlock()
+	// The client is subscribed before the process starts, its frames held
+	// back (wmu) until the response line is out.
+	sub := &subscriber{conn: conn, stdout: true, stderr: true}
+	sub.wmu.Lock()
+	p.subscribe(sub)
+	n := strconv.FormatInt(s.counter.Add(1), 10)
+	specPath := filepath.Join(s.dir, "exec"+n+".json")
+	pidFile := filepath.Join(s.dir, "exec"+n+".pid")
+	err := s.startExec(p, req, specPath, pidFile)
+	os.Remove(specPath)
+	os.Remove(pidFile)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.execs, req.ExecID)
+		s.mu.Unlock()
+		p.unsubscribe(sub)
+		sub.wmu.Unlock()
+		fail(err)
+		return
+	}
+	if err := writeJSONLine(conn, response{Pid: p.pid}); err != nil {
+		conn.Close()
+	}
+	sub.wmu.Unlock()
+	s.serveAttach(p, sub, rd, req)
+}
+
+func (s *server) startExec(p *proc, req request, specPath, pidFile string) error {
+	if p.tty && req.Height > 0 && req.Width > 0 && req.Process.ConsoleSize == nil {
+		// The runtime sizes the terminal before the process runs.
+		req.Process.ConsoleSize = &specs.Box{Height: uint(req.Height), Width: uint(req.Width)}
+	}
+	b, err := json.Marshal(req.Process)
+	if err != nil {
+		return fmt.Errorf("encode exec %s process: %w", req.ExecID, err)
+	}
+	if err := os.WriteFile(specPath, b, 0o600); err != nil {
+		return fmt.Errorf("write exec %s process: %w", req.ExecID, err)
+	}
+	st, err := s.newStdio(p.tty, req.Stdin)
+	if err != nil {
+		return fmt.Errorf("stdio for exec %s: %w", req.ExecID, err)
+	}
+	args := []string{"exec", "--process", specPath, "--pid-file", pidFile, "-d"}
+	if st.consoleSocket != nil {
+		args = append(args, "--console-socket", st.consolePath)
+	}
+	args = append(args, s.cfg.ID)
+	if err := s.startProc(p, st, pidFile, args...); err != nil {
+		st.closeAll()
+		return err
+	}
+	if p.console != nil && req.Height > 0 && req.Width > 0 {
+		if err := p.resize(req.Height, req.Width); err != nil {
+			logf("set console size of exec %s: %v", req.ExecID, err)
+		}
+	}
+	exit := s.reaper.claim(p.pid)
+	s.startIO(p, st, nil)
+	go func() {
+		s.watch(p, exit)
+		close(p.exited)
+	}()
+	return nil
+}
