@@ -57,12 +57,20 @@ func hostFacts(t *testing.T) Host {
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
 		t.Fatal(err)
 	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
 	return Host{
-		CgroupV2:     st.Type == unix.CGROUP2_SUPER_MAGIC,
-		Capabilities: caps,
-		HardRlimits:  map[string]uint64{"RLIMIT_NOFILE": nofile.Max},
-		Hostname:     "berth-host",
-		NumCPU:       1,
+		// berth-runtime supports "rro"; the kernel needs mount_setattr.
+		RecursiveReadOnly: major > 5 || (major == 5 && minor >= 12),
+		CgroupV2:          st.Type == unix.CGROUP2_SUPER_MAGIC,
+		Capabilities:      caps,
+		HardRlimits:       map[string]uint64{"RLIMIT_NOFILE": nofile.Max},
+		Hostname:          "berth-host",
+		NumCPU:            1,
 	}
 }
 

@@ -29,6 +29,12 @@ type MountPoint struct {
 	Propagation mount.Propagation
 	// NonRecursive binds without the submounts below Source.
 	NonRecursive bool
+	// ReadOnlyNonRecursive makes only the top mount read-only, not the
+	// submounts below it; ReadOnlyForceRecursive fails rather than fall
+	// back to that when the runtime cannot make a mount read-only
+	// recursively.
+	ReadOnlyNonRecursive   bool
+	ReadOnlyForceRecursive bool
 	// NoCopy asks the engine not to copy the image's content into a new volume.
 	NoCopy bool
 	// Subpath is the path inside a volume to mount (the engine resolves it).
@@ -203,8 +209,12 @@ func parseMountSpec(m mount.Mount) (MountPoint, error) {
 				mp.Propagation = o.Propagation
 			}
 			mp.NonRecursive = o.NonRecursive
-			if o.ReadOnlyNonRecursive && !m.ReadOnly {
-				return MountPoint{}, invalid("invalid mount config for type %q: option ReadOnlyNonRecursive requires ReadOnly", m.Type)
+			mp.ReadOnlyNonRecursive, mp.ReadOnlyForceRecursive = o.ReadOnlyNonRecursive, o.ReadOnlyForceRecursive
+			if (o.ReadOnlyNonRecursive || o.ReadOnlyForceRecursive) && !m.ReadOnly {
+				return MountPoint{}, invalid("invalid mount config for type %q: options ReadOnlyNonRecursive and ReadOnlyForceRecursive require ReadOnly", m.Type)
+			}
+			if o.ReadOnlyNonRecursive && o.ReadOnlyForceRecursive {
+				return MountPoint{}, invalid("invalid mount config for type %q: options conflict: ReadOnlyNonRecursive && ReadOnlyForceRecursive", m.Type)
 			}
 		}
 	case mount.TypeVolume:
@@ -362,9 +372,13 @@ func setMounts(s *specs.Spec, in *Input, hc *container.HostConfig, so SecurityOp
 				return errdefs.FailedPrecondition(fmt.Errorf("volume %q for %s was not resolved by the engine", mp.Source, mp.Destination))
 			}
 			used[mp.Destination] = true
-			m = bindMount(v.Source, mp)
+			if m, err = bindMount(v.Source, mp, in.Host.RecursiveReadOnly); err != nil {
+				return err
+			}
 		default:
-			m = bindMount(mp.Source, mp)
+			if m, err = bindMount(mp.Source, mp, in.Host.RecursiveReadOnly); err != nil {
+				return err
+			}
 		}
 		if _, isNet := netFiles[m.Destination]; isNet && m.Type == "bind" {
 			netFiles[m.Destination] = m.Source
@@ -402,7 +416,7 @@ func setMounts(s *specs.Spec, in *Input, hc *container.HostConfig, so SecurityOp
 		}
 		opts := []string{"rbind"}
 		if !w {
-			opts = append(opts, "ro")
+			opts = append(opts, roOption(in.Host.RecursiveReadOnly))
 		}
 		user = append(user, specs.Mount{Destination: d, Source: src, Type: "bind", Options: append(opts, "rprivate")})
 	}
@@ -481,19 +495,37 @@ func setMounts(s *specs.Spec, in *Input, hc *container.HostConfig, so SecurityOp
 	return nil
 }
 
-// bindMount is the spec mount of a bind or volume.
-func bindMount(src string, mp MountPoint) specs.Mount {
+// bindMount is the spec mount of a bind or volume. A read-only one is made
+// read-only recursively ("rro") where the runtime and kernel can, as Docker
+// does, unless asked otherwise.
+func bindMount(src string, mp MountPoint, rro bool) (specs.Mount, error) {
 	opts := []string{"rbind"}
 	if mp.NonRecursive {
 		opts[0] = "bind"
 	}
 	if mp.ReadOnly {
-		opts = append(opts, "ro")
+		switch {
+		case mp.ReadOnlyNonRecursive:
+			opts = append(opts, "ro")
+		case rro:
+			opts = append(opts, "rro")
+		case mp.ReadOnlyForceRecursive:
+			return specs.Mount{}, errdefs.FailedPrecondition(fmt.Errorf("mount %s: recursive read-only mounts are not supported here (they need Linux 5.12)", mp.Destination))
+		default:
+			opts = append(opts, "ro")
+		}
 	}
 	if mp.Propagation != "" {
 		opts = append(opts, string(mp.Propagation))
 	}
-	return specs.Mount{Destination: mp.Destination, Source: src, Type: "bind", Options: opts}
+	return specs.Mount{Destination: mp.Destination, Source: src, Type: "bind", Options: opts}, nil
+}
+
+func roOption(rro bool) string {
+	if rro {
+		return "rro"
+	}
+	return "ro"
 }
 
 func depth(p string) int {

@@ -136,6 +136,10 @@ type Host struct {
 	Init bool
 	// ShmSize is the daemon's /dev/shm size; 0 means DefaultShmSize.
 	ShmSize int64
+	// RecursiveReadOnly says the runtime and kernel (5.12 or later) can
+	// make a bind read-only with its submounts ("rro"), which Docker then
+	// uses for read-only binds.
+	RecursiveReadOnly bool
 }
 
 // Generate builds the runtime spec for in. Errors about the request are

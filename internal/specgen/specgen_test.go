@@ -1274,3 +1274,39 @@ func TestInputErrors(t *testing.T) {
 		t.Errorf("userns: %v", err)
 	}
 }
+
+func TestRecursiveReadOnly(t *testing.T) {
+	in := testInput(t)
+	in.Host.RecursiveReadOnly = true
+	in.HostConfig.ReadonlyRootfs = true
+	in.HostConfig.Binds = []string{"/srv/a:/a:ro"}
+	in.HostConfig.Mounts = []mount.Mount{
+		{Type: mount.TypeBind, Source: "/srv/b", Target: "/b", ReadOnly: true, BindOptions: &mount.BindOptions{ReadOnlyNonRecursive: true}},
+		{Type: mount.TypeBind, Source: "/srv/c", Target: "/c", ReadOnly: true, BindOptions: &mount.BindOptions{ReadOnlyForceRecursive: true}},
+	}
+	s := generate(t, in)
+	for dest, want := range map[string][]string{
+		"/a":               {"rbind", "rro", "rprivate"},
+		"/b":               {"rbind", "ro", "rprivate"},
+		"/c":               {"rbind", "rro", "rprivate"},
+		"/etc/hosts":       {"rbind", "rro", "rprivate"},
+		"/etc/resolv.conf": {"rbind", "rro", "rprivate"},
+	} {
+		if m := mountAt(s, dest); m == nil || !reflect.DeepEqual(m.Options, want) {
+			t.Errorf("%s: %+v, want options %v", dest, m, want)
+		}
+	}
+	in.Host.RecursiveReadOnly = false
+	if _, err := Generate(in); err == nil || !errors.Is(err, errdefs.ErrFailedPrecond) {
+		t.Errorf("forced recursive read-only without support: %v", err)
+	}
+	in.HostConfig.Mounts = in.HostConfig.Mounts[:1]
+	s = generate(t, in)
+	if m := mountAt(s, "/a"); !reflect.DeepEqual(m.Options, []string{"rbind", "ro", "rprivate"}) {
+		t.Errorf("/a without rro support: %v", m.Options)
+	}
+	in.HostConfig.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: "/srv/b", Target: "/b", BindOptions: &mount.BindOptions{ReadOnlyNonRecursive: true}}}
+	if _, err := Generate(in); err == nil || !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ReadOnlyNonRecursive without ReadOnly: %v", err)
+	}
+}
