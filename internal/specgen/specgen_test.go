@@ -1094,6 +1094,44 @@ func TestNamespaces(t *testing.T) {
 			set:  func(in *Input) { in.HostConfig.CgroupnsMode = "private" },
 			want: map[specs.LinuxNamespaceType]string{"mount": "", "network": "", "uts": "", "pid": "", "ipc": "", "cgroup": ""},
 		},
+		{
+			name: "privileged on cgroup v2: private cgroup namespace",
+			set:  func(in *Input) { in.Host.CgroupV2 = true; in.HostConfig.Privileged = true },
+			want: map[specs.LinuxNamespaceType]string{"mount": "", "network": "", "uts": "", "pid": "", "ipc": "", "cgroup": ""},
+		},
+		{
+			name: "pid and ipc of another container",
+			set: func(in *Input) {
+				in.HostConfig.PidMode, in.HostConfig.IpcMode = "container:abc", "container:abc"
+				in.Shared.PID, in.Shared.IPC, in.ShmPath = "/proc/7/ns/pid", "/proc/7/ns/ipc", "/var/lib/berth/containers/abc/shm"
+			},
+			want: map[specs.LinuxNamespaceType]string{"mount": "", "network": "", "uts": "", "pid": "/proc/7/ns/pid", "ipc": "/proc/7/ns/ipc"},
+			check: func(t *testing.T, s *specs.Spec) {
+				if m := mountAt(s, "/dev/shm"); m == nil || m.Source != "/var/lib/berth/containers/abc/shm" {
+					t.Errorf("/dev/shm %+v", m)
+				}
+			},
+		},
+		{
+			name: "ipc of another container without its shm",
+			set:  func(in *Input) { in.HostConfig.IpcMode = "container:abc"; in.Shared.IPC = "/proc/7/ns/ipc" },
+			err:  "IPC mode container:abc: the engine gave no /dev/shm path",
+		},
+		{
+			name: "network disabled keeps an empty network namespace",
+			set:  func(in *Input) { in.Config.NetworkDisabled = true; in.NetNSPath = "/run/berth/netns/x" },
+			want: map[specs.LinuxNamespaceType]string{"mount": "", "network": "", "uts": "", "pid": "", "ipc": ""},
+		},
+		{
+			name: "uts host drops the domain name",
+			set:  func(in *Input) { in.HostConfig.UTSMode = "host"; in.Config.Domainname = "example.com" },
+			want: map[specs.LinuxNamespaceType]string{"mount": "", "network": "", "pid": "", "ipc": ""},
+			check: func(t *testing.T, s *specs.Spec) {
+				if _, ok := s.Linux.Sysctl["kernel.domainname"]; ok {
+					t.Errorf("kernel.domainname set without a UTS namespace")
+				}
+			},
+		},
 		{name: "bad cgroupns", set: func(in *Input) { in.HostConfig.CgroupnsMode = "shared" }, err: "invalid cgroup namespace mode: shared"},
 		{name: "bad ipc", set: func(in *Input) { in.HostConfig.IpcMode = "weird" }, err: "invalid IPC mode: weird"},
 	}
@@ -1308,5 +1346,19 @@ func TestRecursiveReadOnly(t *testing.T) {
 	in.HostConfig.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: "/srv/b", Target: "/b", BindOptions: &mount.BindOptions{ReadOnlyNonRecursive: true}}}
 	if _, err := Generate(in); err == nil || !errdefs.IsInvalidArgument(err) {
 		t.Errorf("ReadOnlyNonRecursive without ReadOnly: %v", err)
+	}
+}
+
+func TestGenerateLeavesRequestAlone(t *testing.T) {
+	in := testInput(t)
+	in.HostConfig.Memory = 64 << 20
+	in.HostConfig.CapAdd = []string{"net_admin"}
+	in.Config.Env = []string{"A=1"}
+	in.Image.Config.Env = []string{"B=2"}
+	hc, cfg := *in.HostConfig, *in.Config
+	imgEnv := slices.Clone(in.Image.Config.Env)
+	generate(t, in)
+	if !reflect.DeepEqual(*in.HostConfig, hc) || !reflect.DeepEqual(*in.Config, cfg) || !reflect.DeepEqual(in.Image.Config.Env, imgEnv) {
+		t.Errorf("Generate changed its input")
 	}
 }
