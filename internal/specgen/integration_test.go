@@ -209,6 +209,16 @@ func TestSpecRunsWithBerthRuntime(t *testing.T) {
 			want:   []string{"CapEff:\t" + allCaps, "Seccomp:\t0", "kmsg", "sys-rw"},
 		},
 		{
+			name: "resources",
+			script: `if [ -f /sys/fs/cgroup/memory.max ]; then
+					cat /sys/fs/cgroup/memory.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; cat /sys/fs/cgroup/pids.max
+				else
+					cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max
+				fi`,
+			hc:   container.HostConfig{Resources: container.Resources{Memory: 64 << 20, NanoCPUs: 5e8, PidsLimit: int64Ptr(50)}},
+			want: []string{"67108864", "50000", "50"},
+		},
+		{
 			name:   "network none and sysctl",
 			script: `ls /sys/class/net; cat /proc/sys/net/ipv4/ip_forward; cat /proc/sys/kernel/domainname`,
 			cfg:    container.Config{Domainname: "example.org"},
@@ -282,6 +292,8 @@ func TestSpecRunsWithBerthRuntime(t *testing.T) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+func int64Ptr(v int64) *int64 { return &v }
 
 func capMask(caps []string) uint64 {
 	var m uint64
