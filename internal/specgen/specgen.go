@@ -148,6 +148,9 @@ func Generate(in Input) (*specs.Spec, error) {
 	if in.Config == nil || in.HostConfig == nil {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("generate spec for container %s: config and host config are required", in.ID))
 	}
+	if in.ID == "" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("generate spec: no container ID"))
+	}
 	if in.Rootfs == "" {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("generate spec for container %s: no rootfs", in.ID))
 	}

@@ -1307,6 +1307,11 @@ func TestInputErrors(t *testing.T) {
 		t.Errorf("nil host config: %v", err)
 	}
 	in = testInput(t)
+	in.ID = ""
+	if _, err := Generate(in); err == nil || !errdefs.IsInvalidArgument(err) {
+		t.Errorf("no ID: %v", err)
+	}
+	in = testInput(t)
 	in.HostConfig.UsernsMode = "private"
 	if _, err := Generate(in); err == nil || !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Errorf("userns: %v", err)
