@@ -36,7 +36,7 @@ declare -A RT=([berth-runtime]=$BERTH [runc]=$(command -v runc) [crun]=$(command
 names=(berth-runtime runc crun)
 cleanup() {
   for n in "${names[@]}"; do
-    "${RT[$n]}" --root "$work/root-$n" delete --force sleeper >/dev/null 2>&1 || true
+    "${RT[$n]}" --root "$work/root-$n" delete --force "sleeper-$n" >/dev/null 2>&1 || true
   done
   rm -rf "$work"
 }
@@ -66,15 +66,15 @@ ln -s busybox "$sleeper/rootfs/bin/sleep"
 declare -A exect pauset
 for n in "${names[@]}"; do exect[$n]=""; pauset[$n]=""; done
 for n in "${names[@]}"; do
-  "${RT[$n]}" --root "$work/root-$n" run --detach --bundle "$sleeper" sleeper >/dev/null
+  "${RT[$n]}" --root "$work/root-$n" run --detach --bundle "$sleeper" "sleeper-$n" >/dev/null
 done
 for r in $(seq "$ROUNDS"); do
   for n in "${names[@]}"; do
     bin=${RT[$n]}; root=$work/root-$n
     t0=$(now)
-    for i in $(seq "$N"); do "$bin" --root "$root" exec sleeper /bin/true; done
+    for i in $(seq "$N"); do "$bin" --root "$root" exec "sleeper-$n" /bin/true; done
     t1=$(now)
-    for i in $(seq "$N"); do "$bin" --root "$root" pause sleeper; "$bin" --root "$root" resume sleeper; done
+    for i in $(seq "$N"); do "$bin" --root "$root" pause "sleeper-$n"; "$bin" --root "$root" resume "sleeper-$n"; done
     t2=$(now)
     exect[$n]+="$(( (t1 - t0) / N / 1000 )) "
     pauset[$n]+="$(( (t2 - t1) / N / 1000 )) "

@@ -192,18 +192,18 @@ func (l *launch) run(ctx context.Context) error {
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
 		return fmt.Errorf("make exec fifo: %w", err)
 	}
+	// The init opens the FIFO after dropping to the container's user,
+	// which may be anyone: it is writable by all, past the umask. Only the
+	// init can reach it, through its descriptor: the state directory is
+	// closed to everyone else.
+	if err := os.Chmod(fifo, 0o622); err != nil {
+		return fmt.Errorf("chmod exec fifo: %w", err)
+	}
 	rootUID, rootGID := hostID(spec.Linux.UIDMappings, 0), hostID(spec.Linux.GIDMappings, 0)
-	if err := os.Chown(fifo, rootUID, rootGID); err != nil {
-		if !Rootless() || !errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("chown exec fifo: %w", err)
-		}
+	if err := os.Chown(fifo, rootUID, rootGID); err != nil && (!Rootless() || !errors.Is(err, unix.EPERM)) {
 		// Unprivileged, a container root mapped to a subordinate ID
-		// cannot be given the FIFO: it may write to it as anyone (past
-		// the umask), reaching it only through the descriptor it gets
-		// (the state directory stays closed to it).
-		if err := os.Chmod(fifo, 0o622); err != nil {
-			return fmt.Errorf("chmod exec fifo: %w", err)
-		}
+		// cannot be given the FIFO; its mode is enough.
+		return fmt.Errorf("chown exec fifo: %w", err)
 	}
 	fifoFD, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -302,24 +302,59 @@ func TestJoinNamespaceByPath(t *testing.T) {
 	}
 }
 
-// CVE-2019-5736: the init runs from a sealed copy, so its /proc/PID/exe
-// cannot be opened for writing and is not the runtime binary on disk.
-func TestInitRunsFromSealedCopy(t *testing.T) {
+// CVE-2019-5736: the init runs from a read-only view of the runtime binary,
+// so a container that keeps a handle on the init's /proc/PID/exe can never
+// reopen it for writing, not even after the init has exec'd.
+func TestInitBinaryCannotBeOverwritten(t *testing.T) {
 	e := newEnv(t)
 	dir, _ := testutil.BusyboxBundle(t, "true")
 	c := e.create("sealed", dir)
 	exe := fmt.Sprintf("/proc/%d/exe", c.Pid())
-	target, err := os.Readlink(exe)
+	self, _ := os.Readlink("/proc/self/exe")
+	if target, err := os.Readlink(exe); err != nil || target == self {
+		t.Fatalf("init runs from %q (%v): the runtime binary itself", target, err)
+	}
+	handle, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(target, "/memfd:") {
-		t.Fatalf("init runs from %s, want a memfd copy", target)
+	defer unix.Close(handle)
+	if err := c.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
 	}
-	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
+	waitFor(t, func() bool { return c.Status() == StatusStopped })
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", handle), unix.O_WRONLY, 0)
 	if err == nil {
+		_, err = unix.Write(fd, []byte("x"))
+		unix.Close(fd)
+	}
+	if err == nil {
+		t.Fatalf("the init's binary could be written after the init exec'd")
+	}
+}
+
+func TestSealedBinaryViews(t *testing.T) {
+	testutil.RequiresRoot(t)
+	for name, open := range map[string]func() (*os.File, error){"overlay": overlaySelf, "memfd": memfdSelf} {
+		f, err := open()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		st, _ := f.Stat()
+		self, _ := os.Stat("/proc/self/exe")
+		if st.Size() != self.Size() {
+			t.Fatalf("%s: size %d, binary %d", name, st.Size(), self.Size())
+		}
+		// A sealed memfd opens but refuses the write; the overlay refuses
+		// the open.
+		if w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY, 0); err == nil {
+			_, err := w.Write([]byte("x"))
+			w.Close()
+			if err == nil {
+				t.Fatalf("%s: the view could be written", name)
+			}
+		}
 		f.Close()
-		t.Fatalf("the init's binary could be opened for writing")
 	}
 }
 
@@ -482,5 +517,21 @@ func TestHelperCreatePreserved(t *testing.T) {
 	o := CreateOpts{Bundle: os.Getenv("BERTH_HELPER_BUNDLE"), PreserveFDs: 1, Stdio: &[3]*os.File{devnull, devnull, devnull}}
 	if _, err := Create(context.Background(), root, "preserve", o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A process with neither root's uid nor any capability still gets past the
+// exec FIFO and runs, whatever the runtime's umask.
+func TestUnprivilegedUserWithoutCapabilities(t *testing.T) {
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "id", "-u")
+	s.Process.User = specs.User{UID: 4242, GID: 4343}
+	s.Process.Capabilities = &specs.LinuxCapabilities{}
+	testutil.WriteSpec(t, dir, s)
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	code, out := e.run("nocaps", dir)
+	if code != 0 || strings.TrimSpace(out) != "4242" {
+		t.Fatalf("exit %d, output %q", code, out)
 	}
 }

@@ -18,9 +18,9 @@ type spawnOpts struct {
 	extra       []*os.File   // more descriptors for the init; spawned.fds says where
 	stdio       *[3]*os.File // nil: the runtime's own standard streams
 	plan        *nsPlan
-	// beforeNS runs once the process exists and before it enters any
-	// namespace: the cgroup goes here, so that namespaces (the cgroup
-	// namespace above all) are made from inside it.
+	// beforeNS runs once the process exists, while it makes its
+	// namespaces: the cgroup goes here. The process waits for it before it
+	// creates its cgroup namespace and forks into its PID namespace.
 	beforeNS func(pid int) error
 	// userns writes the ID maps of a user namespace the plan creates.
 	userns func(pid int) error
@@ -79,13 +79,21 @@ func spawn(o spawnOpts) (*spawned, error) {
 		s.kill()
 		return nil, err
 	}
-	if o.beforeNS != nil {
-		if err := o.beforeNS(cmd.Process.Pid); err != nil {
-			return fail(err)
-		}
+	// The plan goes first, so that the process makes its namespaces
+	// while the cgroup is set up here; it waits for the cgroup before the
+	// cgroup namespace and the fork.
+	if err := s.ch.sendPlan(o.plan); err != nil {
+		return fail(err)
 	}
-	pid, err := s.ch.enterNamespaces(o.plan, cmd.Process.Pid, o.userns)
+	var cgErr error
+	if o.beforeNS != nil {
+		cgErr = o.beforeNS(cmd.Process.Pid)
+	}
+	pid, err := s.ch.enterNamespaces(cmd.Process.Pid, o.userns, func() error { return cgErr })
 	if err != nil {
+		if cgErr != nil {
+			err = cgErr
+		}
 		return fail(err)
 	}
 	s.pid = pid

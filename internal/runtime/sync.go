@@ -111,13 +111,25 @@ func (p *nsPlan) encode() string {
 	return b.String()
 }
 
-// enterNamespaces sends the plan and follows the constructor until it
-// reports the host PID of the process that goes on as the init. userns is
-// called to write the ID maps when the plan creates a user namespace; its
-// argument is the PID of the process asking.
-func (c *channel) enterNamespaces(plan *nsPlan, asker int, userns func(pid int) error) (int, error) {
+// sendPlan sends the namespace plan to the nsenter constructor.
+func (c *channel) sendPlan(plan *nsPlan) error {
 	if _, err := io.WriteString(c.f, plan.encode()); err != nil {
-		return 0, fmt.Errorf("send namespace plan: %w", err)
+		return fmt.Errorf("send namespace plan: %w", err)
+	}
+	return nil
+}
+
+// enterNamespaces follows the constructor through the plan until it reports
+// the host PID of the process that goes on as the init. userns writes the ID
+// maps of a user namespace the plan creates; its argument is the PID of the
+// process asking. inCgroup reports whether the process has been placed in
+// its cgroup; the constructor waits for that before it forks.
+func (c *channel) enterNamespaces(asker int, userns func(pid int) error, inCgroup func() error) (int, error) {
+	ack := func() error {
+		if _, err := io.WriteString(c.f, "ok\n"); err != nil {
+			return fmt.Errorf("enter namespaces: %w", err)
+		}
+		return nil
 	}
 	for {
 		line, err := c.r.ReadString('\n')
@@ -127,11 +139,21 @@ func (c *channel) enterNamespaces(plan *nsPlan, asker int, userns func(pid int) 
 		line = strings.TrimSuffix(line, "\n")
 		switch {
 		case line == "userns":
+			if userns == nil {
+				return 0, fmt.Errorf("enter namespaces: unexpected user namespace")
+			}
 			if err := userns(asker); err != nil {
 				return 0, err
 			}
-			if _, err := io.WriteString(c.f, "ok\n"); err != nil {
-				return 0, fmt.Errorf("enter namespaces: %w", err)
+			if err := ack(); err != nil {
+				return 0, err
+			}
+		case line == "cgroup":
+			if err := inCgroup(); err != nil {
+				return 0, err
+			}
+			if err := ack(); err != nil {
+				return 0, err
 			}
 		case strings.HasPrefix(line, "pid "):
 			pid, err := strconv.Atoi(line[4:])

@@ -173,17 +173,29 @@ void berth_nsenter(void)
 		if (unshare(CLONE_NEWUSER) < 0)
 			bail("create user namespace");
 		sendmsg_str("userns\n");
-		char ack[3];
-		ssize_t k = read(initpipe, ack, sizeof(ack));
-		if (k != 3 || memcmp(ack, "ok\n", 3) != 0) {
+		char uack[3];
+		ssize_t k = read(initpipe, uack, sizeof(uack));
+		if (k != 3 || memcmp(uack, "ok\n", 3) != 0) {
 			errno = 0;
 			bail("runtime did not write the user namespace ID maps");
 		}
 		become_root();
 	}
-	int rest = unshare_flags & ~CLONE_NEWUSER;
+	int rest = unshare_flags & ~(CLONE_NEWUSER | CLONE_NEWCGROUP);
 	if (rest != 0 && unshare(rest) < 0)
 		bail("create namespaces (flags %#x)", rest);
+
+	// The runtime moves us into the container's cgroup meanwhile; wait
+	// for it, so that the cgroup namespace is rooted there and the child
+	// forked below starts inside it.
+	sendmsg_str("cgroup\n");
+	char ack[3];
+	if (read(initpipe, ack, sizeof(ack)) != 3 || memcmp(ack, "ok\n", 3) != 0) {
+		errno = 0;
+		bail("runtime did not place the process in its cgroup");
+	}
+	if ((unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		bail("create cgroup namespace");
 
 	if (have_timens) {
 		char offs[128];

@@ -19,7 +19,10 @@
 //	timens <monotonic s> <monotonic ns> <boottime s> <boottime ns>
 //
 // and the constructor answers, a line each, "userns" (then waits for "ok") when it created a
-// user namespace, and finally "pid <host pid>" or "error <message>".
+// user namespace, "cgroup" (then waits for "ok": the runtime has moved it into the
+// container's cgroup, which it does while the namespaces are being made) before it
+// creates the cgroup namespace and forks, and finally "pid <host pid>" or
+// "error <message>".
 package nsenter
 
 /*
