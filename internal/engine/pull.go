@@ -129,11 +129,24 @@ func (f ProgressFunc) status(id, status string) {
 
 // Pull fetches ref (a tag or digest reference) from its registry, stores its
 // blobs, unpacks its layers and names it. It returns the image ID.
+//
+// A registry refusing access makes the error Docker's "pull access denied"
+// of class not found (HTTP 404), still of class unauthorized underneath: a
+// 401 from the API would make the docker CLI prompt for a login.
 func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (digest.Digest, error) {
 	ref, err := image.ParseReference(refStr)
 	if err != nil {
 		return "", err
 	}
+	id, err := e.pull(ctx, ref, opts)
+	if err != nil && (errors.Is(err, errdefs.ErrUnauthorized) || errors.Is(err, errdefs.ErrPermission)) {
+		return "", errdefs.NotFound(fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': %w", ref.FamiliarName(), err))
+	}
+	return id, err
+}
+
+func (e *Engine) pull(ctx context.Context, ref image.Reference, opts PullOptions) (digest.Digest, error) {
+	var err error
 	want := image.HostPlatform()
 	if opts.Platform != "" {
 		if want, err = image.ParsePlatform(opts.Platform); err != nil {
