@@ -109,7 +109,7 @@ podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driv
 while read -r name ref digest nlayers size; do
   [[ ,$images, == *,$name,* ]] || continue
   echo "== $name: $ref ($nlayers layers, $size bytes compressed)" >&2
-  hyperfine --runs "$runs" --export-json "$work/results/$name.json" --style basic \
+  hyperfine --warmup 1 --runs "$runs" --export-json "$work/results/$name.json" --style basic \
     -n berth --prepare "bash $here/pull.sh __berthd-reset $work" \
     "$bin/berth -H unix://$work/berth/berth.sock pull -q $ref" \
     -n skopeo+umoci --prepare "rm -rf $work/oci $work/bundle" \
@@ -128,7 +128,7 @@ if [ "$write_docs" = 1 ]; then
     echo
     echo "Command: \`sudo $cmdline\` (commit $(cd "$repo" && git rev-parse --short HEAD), $(date -u +%Y-%m-%d))."
     echo
-    echo "Each run pulls one image from Debian's docker-registry on 127.0.0.1 into an empty store:"
+    echo "Each run (after one untimed warm-up run per tool) pulls one image from Debian's docker-registry on 127.0.0.1 into an empty store:"
     echo "berthd restarted on a fresh data root before every run (start-up not timed), \`skopeo copy\`"
     echo "to a fresh OCI layout followed by \`umoci unpack\` into a bundle, and \`podman pull\` with an"
     echo "emptied private --root (overlay driver). All three download, verify and unpack every layer."
