@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,18 +219,17 @@ func (c *Client) Terminal() bool { return c.info.Terminal }
 // StateDir returns the shim's state directory.
 func (c *Client) StateDir() string { return c.dir }
 
-func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", filepath.Join(c.dir, socketName))
+func (c *Client) dial(ctx context.Context) (*os.File, error) {
+	conn, err := dialUnix(ctx, filepath.Join(c.dir, socketName))
 	if err != nil {
 		return nil, errdefs.Unavailable(fmt.Errorf("connect to shim in %s: %w", c.dir, err))
 	}
-	return conn.(*net.UnixConn), nil
+	return conn, nil
 }
 
 // roundTrip sends req on a new connection and reads the response; the
 // connection is returned open for streaming operations.
-func (c *Client) roundTrip(ctx context.Context, req request) (*net.UnixConn, *bufio.Reader, response, error) {
+func (c *Client) roundTrip(ctx context.Context, req request) (*os.File, *bufio.Reader, response, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, nil, response{}, err
@@ -395,7 +393,7 @@ func (c *Client) attach(ctx context.Context, execID string, stdin io.Reader, std
 
 // stream runs an attach stream: stdin to frames, frames to stdout and
 // stderr, until the end frame, a broken connection or ctx.
-func stream(ctx context.Context, conn *net.UnixConn, rd *bufio.Reader, stdin io.Reader, stdout, stderr io.Writer) error {
+func stream(ctx context.Context, conn *os.File, rd *bufio.Reader, stdin io.Reader, stdout, stderr io.Writer) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -471,7 +469,15 @@ type Exec struct {
 // output is lost.
 func (c *Client) Exec(ctx context.Context, execID string, proc specs.Process, stdio Stdio, tty bool) (*Exec, error) {
 	proc.Terminal = tty
-	conn, rd, resp, err := c.roundTrip(ctx, request{Op: opExec, ExecID: execID, Process: &proc, Stdin: stdio.Stdin != nil, Height: stdio.Height, Width: stdio.Width})
+	if tty && stdio.Height > 0 && stdio.Width > 0 && proc.ConsoleSize == nil {
+		// The runtime sizes the terminal before the process runs.
+		proc.ConsoleSize = &specs.Box{Height: uint(stdio.Height), Width: uint(stdio.Width)}
+	}
+	procJSON, err := json.Marshal(&proc)
+	if err != nil {
+		return nil, fmt.Errorf("exec %s: encode process: %w", execID, err)
+	}
+	conn, rd, resp, err := c.roundTrip(ctx, request{Op: opExec, ExecID: execID, Process: procJSON, Stdin: stdio.Stdin != nil, Height: stdio.Height, Width: stdio.Width})
 	if err != nil {
 		return nil, err
 	}

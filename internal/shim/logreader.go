@@ -10,6 +10,10 @@ import (
 	"io"
 	"iter"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -55,21 +59,87 @@ type ReadOpts struct {
 	PollInterval time.Duration
 }
 
-// logFiles lists the files of the log at path, oldest first.
-func logFiles(path string) []string {
-	var rotated []string
-	for i := 1; ; i++ {
-		name := rotatedName(path, i)
-		if _, err := os.Lstat(name); err != nil {
-			break
+// logFile is one file of a log and what it was when listed.
+type logFile struct {
+	name string
+	info os.FileInfo
+}
+
+// listLog lists the files of the log at path that exist, oldest first:
+// path.N .. path.1 (found by reading the directory, so a gap a rotation
+// in progress leaves does not hide older files), then path.
+func listLog(path string) ([]logFile, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
 		}
-		rotated = append(rotated, name)
+		return nil, fmt.Errorf("list log files of %s: %w", path, err)
 	}
-	files := make([]string, 0, len(rotated)+1)
-	for i := len(rotated) - 1; i >= 0; i-- {
-		files = append(files, rotated[i])
+	type numbered struct {
+		n    int
+		name string
 	}
-	return append(files, path)
+	var rotated []numbered
+	for _, e := range ents {
+		suffix, ok := strings.CutPrefix(e.Name(), base+".")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(suffix)
+		if err != nil || n < 1 || strconv.Itoa(n) != suffix {
+			continue
+		}
+		rotated = append(rotated, numbered{n, filepath.Join(dir, e.Name())})
+	}
+	slices.SortFunc(rotated, func(a, b numbered) int { return b.n - a.n })
+	var files []logFile
+	for _, r := range rotated {
+		if fi, err := os.Stat(r.name); err == nil {
+			files = append(files, logFile{r.name, fi})
+		}
+	}
+	if fi, err := os.Stat(path); err == nil {
+		files = append(files, logFile{path, fi})
+	}
+	return files, nil
+}
+
+// stableListLog lists the log's files until two listings in a row agree,
+// so that a rotation running meanwhile is seen either whole or not at all.
+func stableListLog(path string) ([]logFile, error) {
+	prev, err := listLog(path)
+	if err != nil {
+		return nil, err
+	}
+	for range 100 {
+		cur, err := listLog(path)
+		if err != nil {
+			return nil, err
+		}
+		if sameListing(prev, cur) {
+			return cur, nil
+		}
+		prev = cur
+		time.Sleep(time.Millisecond)
+	}
+	return prev, nil
+}
+
+func sameListing(a, b []logFile) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name != b[i].name || !os.SameFile(a[i].info, b[i].info) {
+			return false
+		}
+	}
+	return true
 }
 
 type rawEntry struct {
@@ -140,9 +210,14 @@ func (lr *logReader) run(ctx context.Context, yield func(LogEntry, error) bool) 
 		ring = append(ring, e)
 		return true
 	}
-	files := logFiles(lr.path)
+	files, err := stableListLog(lr.path)
+	if err != nil {
+		yield(LogEntry{}, err)
+		return
+	}
 	done := false // Until passed
-	for i, name := range files {
+	for i, lf := range files {
+		name := lf.name
 		f, err := os.Open(name)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -152,6 +227,11 @@ func (lr *logReader) run(ctx context.Context, yield func(LogEntry, error) bool) 
 			return
 		}
 		last := i == len(files)-1
+		if fi, err := f.Stat(); err == nil && !os.SameFile(fi, lf.info) {
+			// Rotated since listing: what was listed is gone from here.
+			f.Close()
+			continue
+		}
 		rd := bufio.NewReaderSize(f, 32*1024)
 		var pos int64
 		for !done {
@@ -289,8 +369,9 @@ func (lr *logReader) drain(yield func(LogEntry, error) bool) (cont, ok bool) {
 }
 
 // rotatedTo reports the file to continue with when the current one is no
-// longer the live file: the file rotated right after it, or the live file.
-// A truncated live file (max-file 1) is read again from its start.
+// longer the live file: the file rotated right after it, or the oldest one
+// left when the current file was rotated away entirely. A truncated live
+// file (max-file 1) is read again from its start.
 func (lr *logReader) rotatedTo() (string, error) {
 	curInfo, err := lr.cur.Stat()
 	if err != nil {
@@ -313,17 +394,20 @@ func (lr *logReader) rotatedTo() (string, error) {
 		}
 		return "", nil
 	}
-	for i := 1; ; i++ {
-		fi, err := os.Stat(rotatedName(lr.path, i))
-		if err != nil {
-			break
-		}
-		if os.SameFile(fi, curInfo) {
-			if i == 1 {
-				return lr.path, nil
+	files, err := stableListLog(lr.path)
+	if err != nil {
+		return "", err
+	}
+	for i, f := range files {
+		if os.SameFile(f.info, curInfo) {
+			if i+1 < len(files) {
+				return files[i+1].name, nil
 			}
-			return rotatedName(lr.path, i-1), nil
+			return "", nil // still the newest: the live file is not there yet
 		}
 	}
-	return lr.path, nil
+	if len(files) > 0 {
+		return files[0].name, nil
+	}
+	return "", nil
 }

@@ -3,7 +3,6 @@ package shim
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -44,7 +43,7 @@ type proc struct {
 }
 
 type subscriber struct {
-	conn           net.Conn
+	conn           *os.File
 	wmu            sync.Mutex
 	stdout, stderr bool
 }

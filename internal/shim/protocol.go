@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Files in a shim's state directory.
@@ -54,19 +53,19 @@ const (
 
 // request is one client call. Fields unused by an operation stay zero.
 type request struct {
-	Op       string         `json:"op"`
-	ExecID   string         `json:"execID,omitempty"`
-	Signal   int            `json:"signal,omitempty"`
-	All      bool           `json:"all,omitempty"`
-	Force    bool           `json:"force,omitempty"`
-	Height   uint16         `json:"height,omitempty"`
-	Width    uint16         `json:"width,omitempty"`
-	Process  *specs.Process `json:"process,omitempty"`
-	Stdin    bool           `json:"stdin,omitempty"`
-	Stdout   bool           `json:"stdout,omitempty"`
-	Stderr   bool           `json:"stderr,omitempty"`
-	CloseIn  bool           `json:"closeStdin,omitempty"`
-	WantExit bool           `json:"wantExit,omitempty"`
+	Op       string          `json:"op"`
+	ExecID   string          `json:"execID,omitempty"`
+	Signal   int             `json:"signal,omitempty"`
+	All      bool            `json:"all,omitempty"`
+	Force    bool            `json:"force,omitempty"`
+	Height   uint16          `json:"height,omitempty"`
+	Width    uint16          `json:"width,omitempty"`
+	Process  json.RawMessage `json:"process,omitempty"` // an exec's specs.Process, passed on as is
+	Stdin    bool            `json:"stdin,omitempty"`
+	Stdout   bool            `json:"stdout,omitempty"`
+	Stderr   bool            `json:"stderr,omitempty"`
+	CloseIn  bool            `json:"closeStdin,omitempty"`
+	WantExit bool            `json:"wantExit,omitempty"`
 }
 
 // response answers a request. Err is empty on success; Class names the

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,10 +56,10 @@ type server struct {
 
 	mu      sync.Mutex
 	execs   map[string]*proc
-	deleted bool
 	counter atomic.Int64
 	quit    chan struct{}
-	ln      *net.UnixListener
+	trimmer *time.Timer
+	ln      *os.File
 }
 
 // Serve runs the shim for the container described by shim.json in
@@ -70,8 +69,13 @@ type server struct {
 // could not be created or the socket not served.
 func Serve(stateDir string) error {
 	// A shim lives as long as its container: keep its heap small.
+	// One P is plenty for a process that mostly sleeps, and spares the
+	// per-P caches and threads.
+	goruntime.GOMAXPROCS(1)
+	// A low GC target keeps the heap near its (small) live size; the limit
+	// is a backstop far above it, never a target the collector chases.
 	debug.SetGCPercent(50)
-	debug.SetMemoryLimit(4 << 20)
+	debug.SetMemoryLimit(32 << 20)
 
 	b, err := os.ReadFile(filepath.Join(stateDir, configName))
 	if err != nil {
@@ -94,11 +98,10 @@ func Serve(stateDir string) error {
 	os.Remove(sockPath)
 	tmpSock := filepath.Join(stateDir, "shim.sock.tmp")
 	os.Remove(tmpSock)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpSock, Net: "unix"})
+	ln, err := listenUnix(tmpSock)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", tmpSock, err)
+		return err
 	}
-	ln.SetUnlinkOnClose(false)
 	s.ln = ln
 	if err := os.Chmod(tmpSock, 0o600); err != nil {
 		ln.Close()
@@ -115,14 +118,15 @@ func Serve(stateDir string) error {
 	}
 	go s.watchInit()
 	for {
-		conn, err := ln.AcceptUnix()
+		conn, err := accept(ln)
 		if err != nil {
 			select {
 			case <-s.quit:
 				return nil
 			default:
 			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) || errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+				time.Sleep(10 * time.Millisecond)
 				continue
 			}
 			return fmt.Errorf("accept on %s: %w", sockPath, err)
@@ -234,7 +238,7 @@ type stdio struct {
 	stdinW        *os.File
 	stdout        *os.File
 	stderr        *os.File
-	consoleSocket *net.UnixListener
+	consoleSocket *os.File
 	consolePath   string
 }
 
@@ -271,10 +275,10 @@ func (s *server) newStdio(tty, stdin bool) (*stdio, error) {
 		// The runtime's own output goes to the shim's log (childFiles).
 		st.consolePath = filepath.Join(s.dir, "c"+strconv.FormatInt(s.counter.Add(1), 10)+".sock")
 		os.Remove(st.consolePath)
-		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: st.consolePath, Net: "unix"})
+		l, err := listenUnix(st.consolePath)
 		if err != nil {
 			devnull.Close()
-			return nil, fmt.Errorf("listen on console socket %s: %w", st.consolePath, err)
+			return nil, fmt.Errorf("console socket: %w", err)
 		}
 		st.consoleSocket = l
 		st.child = []*os.File{devnull, nil, nil}
@@ -311,41 +315,21 @@ func (st *stdio) childFiles() []*os.File {
 
 // receiveConsole accepts the runtime's connection on the console socket
 // and takes the pty master it sends.
-func receiveConsole(l *net.UnixListener) (*os.File, error) {
-	conn, err := l.AcceptUnix()
+func receiveConsole(l *os.File) (*os.File, error) {
+	conn, err := accept(l)
 	if err != nil {
 		return nil, fmt.Errorf("accept on console socket: %w", err)
 	}
 	defer conn.Close()
-	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	fd, err := recvFd(conn)
 	if err != nil {
 		return nil, fmt.Errorf("receive console: %w", err)
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("parse console message: %w", err)
-	}
-	var fds []int
-	for i := range msgs {
-		got, err := unix.ParseUnixRights(&msgs[i])
-		if err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	if len(fds) == 0 {
-		return nil, errors.New("console socket message carried no descriptor")
-	}
-	for _, fd := range fds[1:] {
+	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-	}
-	unix.CloseOnExec(fds[0])
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+	return os.NewFile(uintptr(fd), "pty-master"), nil
 }
 
 type consoleResult struct {
@@ -438,7 +422,7 @@ func (s *server) create() error {
 		return err
 	}
 	p := newProc("")
-	p.tty = spec.Process != nil && spec.Process.Terminal
+	p.tty = spec.Process.Terminal
 	p.hasStdin = s.cfg.OpenStdin
 	p.once = s.cfg.StdinOnce
 	if s.cfg.LogPath != "" {
@@ -473,12 +457,26 @@ func (s *server) create() error {
 	return nil
 }
 
-func readSpec(bundle string) (*specs.Spec, error) {
+// bundleSpec is the part of a bundle's config.json the shim reads; it
+// decodes no more, to keep its memory small.
+type bundleSpec struct {
+	Process struct {
+		Terminal bool `json:"terminal"`
+	} `json:"process"`
+}
+
+// execProcess is the part of an exec's process spec the shim checks.
+type execProcess struct {
+	Terminal bool     `json:"terminal"`
+	Args     []string `json:"args"`
+}
+
+func readSpec(bundle string) (*bundleSpec, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("read bundle config: %w", err)
 	}
-	var spec specs.Spec
+	var spec bundleSpec
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
@@ -568,7 +566,25 @@ func ReadExit(stateDir string) (ExitStatus, error) {
 	return e, nil
 }
 
-func (s *server) handle(conn *net.UnixConn) {
+// idleTrimDelay is how long after its last call the shim hands the
+// memory that call used back to the system.
+const idleTrimDelay = 250 * time.Millisecond
+
+// trimSoon schedules a garbage collection that returns free memory to the
+// system once the shim has been idle for idleTrimDelay: a shim spends its
+// life idle, and its resident size is what a host with many containers pays.
+func (s *server) trimSoon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trimmer == nil {
+		s.trimmer = time.AfterFunc(idleTrimDelay, debug.FreeOSMemory)
+		return
+	}
+	s.trimmer.Reset(idleTrimDelay)
+}
+
+func (s *server) handle(conn *os.File) {
+	defer s.trimSoon()
 	rd := bufio.NewReaderSize(conn, 4096)
 	var req request
 	if err := readJSONLine(rd, &req); err != nil {
@@ -664,11 +680,13 @@ func (s *server) call(req request) response {
 		if err != nil {
 			return errResponse(err)
 		}
-		var st specs.State
+		var st struct {
+			Status string `json:"status"`
+		}
 		if err := json.Unmarshal(bytes.TrimSpace(out), &st); err != nil {
 			return errResponse(fmt.Errorf("parse state of %s: %w", s.cfg.ID, err))
 		}
-		r.Status = string(st.Status)
+		r.Status = st.Status
 		return r
 	case opPause, opResume:
 		if _, err := s.run(req.Op, s.cfg.ID); err != nil {
@@ -712,7 +730,7 @@ func (s *server) call(req request) response {
 
 // wait answers when the process has exited, or drops the call when the
 // client goes away.
-func (s *server) wait(conn *net.UnixConn, req request) {
+func (s *server) wait(conn *os.File, req request) {
 	defer conn.Close()
 	p, err := s.proc(req.ExecID)
 	if err != nil {
@@ -734,7 +752,7 @@ func (s *server) wait(conn *net.UnixConn, req request) {
 
 // attach streams a process's output to the client and its input to the
 // process.
-func (s *server) attach(conn *net.UnixConn, rd *bufio.Reader, req request) {
+func (s *server) attach(conn *os.File, rd *bufio.Reader, req request) {
 	p, err := s.proc(req.ExecID)
 	if err != nil {
 		writeJSONLine(conn, errResponse(err))
@@ -791,7 +809,7 @@ func (s *server) serveAttach(p *proc, sub *subscriber, rd *bufio.Reader, req req
 // exec starts a process in the container with `runtime exec` and streams
 // its stdio over the connection that asked for it, attached before the
 // process starts so no output is lost.
-func (s *server) exec(conn *net.UnixConn, rd *bufio.Reader, req request) {
+func (s *server) exec(conn *os.File, rd *bufio.Reader, req request) {
 	fail := func(err error) {
 		writeJSONLine(conn, errResponse(err))
 		conn.Close()
@@ -800,7 +818,12 @@ func (s *server) exec(conn *net.UnixConn, rd *bufio.Reader, req request) {
 		fail(errdefs.InvalidArgument(fmt.Errorf("invalid exec id %q", req.ExecID)))
 		return
 	}
-	if req.Process == nil || len(req.Process.Args) == 0 {
+	var ep execProcess
+	if err := json.Unmarshal(req.Process, &ep); err != nil {
+		fail(errdefs.InvalidArgument(fmt.Errorf("exec %s: process spec: %w", req.ExecID, err)))
+		return
+	}
+	if len(ep.Args) == 0 {
 		fail(errdefs.InvalidArgument(fmt.Errorf("exec %s: no process args", req.ExecID)))
 		return
 	}
@@ -809,7 +832,7 @@ func (s *server) exec(conn *net.UnixConn, rd *bufio.Reader, req request) {
 		return
 	}
 	p := newProc(req.ExecID)
-	p.tty = req.Process.Terminal
+	p.tty = ep.Terminal
 	p.hasStdin = req.Stdin
 	p.once = true // an exec's stdin closes with its client's, as docker exec -i
 	s.mu.Lock()
@@ -848,15 +871,7 @@ func (s *server) exec(conn *net.UnixConn, rd *bufio.Reader, req request) {
 }
 
 func (s *server) startExec(p *proc, req request, specPath, pidFile string) error {
-	if p.tty && req.Height > 0 && req.Width > 0 && req.Process.ConsoleSize == nil {
-		// The runtime sizes the terminal before the process runs.
-		req.Process.ConsoleSize = &specs.Box{Height: uint(req.Height), Width: uint(req.Width)}
-	}
-	b, err := json.Marshal(req.Process)
-	if err != nil {
-		return fmt.Errorf("encode exec %s process: %w", req.ExecID, err)
-	}
-	if err := os.WriteFile(specPath, b, 0o600); err != nil {
+	if err := os.WriteFile(specPath, req.Process, 0o600); err != nil {
 		return fmt.Errorf("write exec %s process: %w", req.ExecID, err)
 	}
 	st, err := s.newStdio(p.tty, req.Stdin)
