@@ -554,3 +554,62 @@ func untar(t testing.TB, src, dir string) {
 		t.Fatalf("untar %s: %v: %s", src, err, out)
 	}
 }
+
+// TestImagesPushSkipsAndMounts pushes the multi-layer image through a
+// recording proxy: to a second repository of the same registry every blob
+// must be mounted from the first (cross-repo mount), and a second tag in the
+// same repository must upload no blob at all.
+func TestImagesPushSkipsAndMounts(t *testing.T) {
+	f := pushFixtures(t)
+	reg2 := testutil.StartRegistry(t)
+	cfgDigest := configDigest(t, f.MultiImg)
+	blobs := append(layerDigests(t, f.MultiImg), cfgDigest)
+	forEachClient(t, func(t *testing.T, d *Daemon, c *CLI) {
+		p := testutil.StartRecordingProxy(t, reg2)
+		multi := f.ref("e2e/multi:1")
+		c.Must(t, "pull", multi)
+		push := func(dst string) []testutil.ProxyRequest {
+			n := len(p.Requests())
+			c.Must(t, "tag", multi, dst)
+			c.Must(t, "push", dst)
+			return p.Requests()[n:]
+		}
+		uploads := func(reqs []testutil.ProxyRequest, blob string) []string {
+			var out []string
+			for _, r := range reqs {
+				if (r.Method == "PUT" || r.Method == "POST" || r.Method == "PATCH") && strings.Contains(r.Path, "/blobs/uploads/") &&
+					(strings.Contains(r.Query, "digest="+blob) || strings.Contains(r.Query, "digest="+strings.ReplaceAll(blob, ":", "%3A"))) {
+					out = append(out, r.Method+" "+r.Path+"?"+r.Query)
+				}
+			}
+			return out
+		}
+		push(p.Addr + "/m1/" + c.Name + ":1")
+		second := push(p.Addr + "/m2/" + c.Name + ":1")
+		for _, b := range blobs {
+			if up := uploads(second, b); len(up) > 0 {
+				t.Errorf("push to a second repository uploaded %s again: %v", b, up)
+			}
+			mounted := false
+			for _, r := range second {
+				q := strings.ReplaceAll(r.Query, "%3A", ":")
+				if r.Method == "POST" && strings.Contains(q, "mount="+b) && strings.Contains(strings.ReplaceAll(q, "%2F", "/"), "from=m1/"+c.Name) {
+					mounted = true
+				}
+			}
+			if !mounted {
+				t.Errorf("blob %s was not mounted from m1/%s", b, c.Name)
+			}
+		}
+		third := push(p.Addr + "/m1/" + c.Name + ":2")
+		for _, r := range third {
+			if r.Method == "POST" || r.Method == "PATCH" || (r.Method == "PUT" && !strings.Contains(r.Path, "/manifests/")) {
+				t.Errorf("push of a second tag to the same repository sent %s %s?%s", r.Method, r.Path, r.Query)
+			}
+		}
+		r, _ := name.ParseReference(reg2+"/m2/"+c.Name+":1", name.Insecure)
+		if desc, err := remote.Head(r); err != nil || desc.Digest.String() != f.Multi {
+			t.Errorf("m2 manifest: %v %v", desc, err)
+		}
+	})
+}

@@ -422,7 +422,7 @@ func (r *TokenRegistry) validToken(req *http.Request, scope string) bool {
 
 // ProxyRequest is one request a FaultProxy forwarded or answered.
 type ProxyRequest struct {
-	Method, Path, Range string
+	Method, Path, Query, Range string
 	Status              int   // status sent to the client
 	Bytes               int64 // body bytes sent to the client
 	Faulted             bool  // the fault was applied to this request
@@ -505,6 +505,12 @@ func StartCutProxy(t testing.TB, upstream, digest string, n int64) *FaultProxy {
 	return StartFaultProxy(t, upstream, digest, FaultCut, n)
 }
 
+// StartRecordingProxy proxies upstream without faults; Requests tells what
+// clients asked (for example which blobs a push uploaded or mounted).
+func StartRecordingProxy(t testing.TB, upstream string) *FaultProxy {
+	return StartFaultProxy(t, upstream, "", "", 0)
+}
+
 // StartStallProxy proxies upstream and, on the first GET of digest's blob,
 // sends n bytes, closes Stalled and holds the connection until Release.
 func StartStallProxy(t testing.TB, upstream, digest string, n int64) *FaultProxy {
@@ -519,8 +525,8 @@ func (p *FaultProxy) record(r ProxyRequest) {
 
 // ServeHTTP forwards req upstream and applies the fault.
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	rec := ProxyRequest{Method: req.Method, Path: req.URL.Path, Range: req.Header.Get("Range")}
-	target := strings.HasSuffix(req.URL.Path, "/blobs/"+p.Digest) && req.Method == http.MethodGet
+	rec := ProxyRequest{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Range: req.Header.Get("Range")}
+	target := p.Digest != "" && strings.HasSuffix(req.URL.Path, "/blobs/"+p.Digest) && req.Method == http.MethodGet
 	if target {
 		p.mu.Lock()
 		switch p.Kind {

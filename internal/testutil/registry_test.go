@@ -210,3 +210,29 @@ func TestFaultProxies(t *testing.T) {
 		}
 	})
 }
+
+func TestRecordingProxy(t *testing.T) {
+	requireRegistry(t)
+	reg := StartRegistry(t)
+	p := StartRecordingProxy(t, reg)
+	d := PushBusybox(t, p.Addr, "rec/busybox:1") // uploads follow the rewritten Location headers
+	var manifestPut, blobUploads int
+	for _, r := range p.Requests() {
+		switch {
+		case r.Method == http.MethodPut && strings.HasSuffix(r.Path, "/manifests/1"):
+			manifestPut++
+		case r.Method == http.MethodPut && strings.Contains(r.Path, "/blobs/uploads/") && strings.Contains(r.Query, "digest="):
+			blobUploads++
+		}
+		if r.Faulted {
+			t.Errorf("recording proxy faulted %+v", r)
+		}
+	}
+	if manifestPut != 1 || blobUploads != 2 { // layer and config
+		t.Errorf("manifest PUTs %d, blob upload PUTs %d: %+v", manifestPut, blobUploads, p.Requests())
+	}
+	r, _ := name.ParseReference(reg+"/rec/busybox:1", name.Insecure)
+	if desc, err := remote.Head(r); err != nil || desc.Digest.String() != d {
+		t.Errorf("upstream has %v %v, want %s", desc, err, d)
+	}
+}
