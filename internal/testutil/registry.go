@@ -423,9 +423,9 @@ func (r *TokenRegistry) validToken(req *http.Request, scope string) bool {
 // ProxyRequest is one request a FaultProxy forwarded or answered.
 type ProxyRequest struct {
 	Method, Path, Query, Range string
-	Status              int   // status sent to the client
-	Bytes               int64 // body bytes sent to the client
-	Faulted             bool  // the fault was applied to this request
+	Status                     int   // status sent to the client
+	Bytes                      int64 // body bytes sent to the client
+	Faulted                    bool  // the fault was applied to this request
 }
 
 // Fault kinds for StartFaultProxy.
