@@ -613,3 +613,52 @@ func TestImagesPushSkipsAndMounts(t *testing.T) {
 		}
 	})
 }
+
+// TestImagesConcurrentPulls pulls the multi-layer and busybox images (which
+// share their first layer) from several clients at once: every pull must
+// succeed and each layer must be unpacked into exactly one snapshot.
+func TestImagesConcurrentPulls(t *testing.T) {
+	f := pushFixtures(t)
+	d := StartDaemon(t)
+	c := firstClient(t, d)
+	refs := []string{f.ref("e2e/multi:1"), f.ref("e2e/busybox:1"), f.ref("e2e/multi:1"), f.ref("e2e/busybox@" + f.Busybox)}
+	errs := make(chan error, len(refs))
+	for _, ref := range refs {
+		go func() {
+			_, _, err := c.Run("pull", ref)
+			errs <- err
+		}()
+	}
+	for range refs {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	keys := map[string]int{}
+	filepath.WalkDir(filepath.Join(d.DataRoot, "snapshots"), func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Name() == "info.json" {
+			var info struct {
+				Key string `json:"key"`
+			}
+			if b, err := os.ReadFile(p); err == nil && json.Unmarshal(b, &info) == nil {
+				keys[info.Key]++
+			}
+		}
+		return nil
+	})
+	for _, ch := range chainIDs(diffIDs(t, f.MultiImg)) {
+		if keys[ch] > 1 {
+			t.Errorf("chain %s unpacked into %d snapshots", ch, keys[ch])
+		}
+	}
+	in := inspect(t, c, f.ref("e2e/multi:1"))
+	for _, p := range testutil.CheckMultiLayerRootfs(mergedCopy(t, snapshotDirs(t, d, in))) {
+		t.Error("merged rootfs: " + p)
+	}
+	if bad := verifyStore(t, d); len(bad) > 0 {
+		t.Errorf("content store: %v", bad)
+	}
+}
