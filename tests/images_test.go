@@ -3,6 +3,9 @@ package tests
 import (
 	"archive/tar"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -68,14 +71,18 @@ func TestImagesPullInspect(t *testing.T) {
 		if got := strings.TrimSpace(c.Must(t, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref)); got != "linux/"+runtime.GOARCH {
 			t.Errorf("inspect --format: %q", got)
 		}
-		hist := c.Must(t, "history", "--no-trunc", "--format", "{{.CreatedBy}}", ref)
-		if !strings.Contains(hist, "berth-testutil: busybox-static rootfs") {
+		if hist, _, err := c.Run("history", "--no-trunc", "--format", "{{.CreatedBy}}", ref); err != nil {
+			t.Error(err)
+		} else if !strings.Contains(hist, "berth-testutil: busybox-static rootfs") {
 			t.Errorf("history:\n%s", hist)
 		}
 
 		// Pulling again changes nothing; pulling by digest finds the same image.
 		if out := c.Must(t, "pull", ref); !strings.Contains(out, "Image is up to date") {
 			t.Errorf("second pull output:\n%s", out)
+		}
+		if out := strings.TrimSpace(c.Must(t, "pull", "-q", ref)); out != ref {
+			t.Errorf("pull -q printed %q, want only %q", out, ref)
 		}
 		byDigest := f.ref("e2e/busybox@" + f.Busybox)
 		c.Must(t, "pull", byDigest)
@@ -660,5 +667,64 @@ func TestImagesConcurrentPulls(t *testing.T) {
 	}
 	if bad := verifyStore(t, d); len(bad) > 0 {
 		t.Errorf("content store: %v", bad)
+	}
+}
+
+// TestImagesPullProgressStream reads POST /images/create directly: the
+// JSON progress stream the docker CLI draws its bars from.
+func TestImagesPullProgressStream(t *testing.T) {
+	f := pushFixtures(t)
+	d := StartDaemon(t)
+	req, _ := http.NewRequest(http.MethodPost, "http://berthd/v1.47/images/create?fromImage="+url.QueryEscape(f.ref("e2e/multi"))+"&tag=1", nil)
+	resp, err := d.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST /images/create: %s: %s", resp.Status, b)
+	}
+	type message struct {
+		Status         string
+		ID             string `json:"id"`
+		ProgressDetail struct{ Current, Total int64 }
+		Error          string `json:"error"`
+		ErrorDetail    *struct{ Message string }
+	}
+	byID := map[string][]string{}
+	var statuses []string
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var m message
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("progress stream: %v", err)
+		}
+		if m.Error != "" || m.ErrorDetail != nil {
+			t.Fatalf("pull reported an error: %+v", m)
+		}
+		if m.ProgressDetail.Total < 0 || m.ProgressDetail.Current < 0 || m.ProgressDetail.Total > 0 && m.ProgressDetail.Current > m.ProgressDetail.Total {
+			t.Errorf("progress detail out of range: %+v", m)
+		}
+		if m.ID != "" {
+			byID[m.ID] = append(byID[m.ID], m.Status)
+		} else {
+			statuses = append(statuses, m.Status)
+		}
+	}
+	for _, l := range layerDigests(t, f.MultiImg) {
+		short := strings.TrimPrefix(l, "sha256:")[:12]
+		got := byID[short]
+		if !contains(got, "Pulling fs layer") && !contains(got, "Already exists") {
+			t.Errorf("layer %s: statuses %v lack %q", short, got, "Pulling fs layer")
+		}
+		if !contains(got, "Pull complete") {
+			t.Errorf("layer %s: statuses %v lack %q", short, got, "Pull complete")
+		}
+	}
+	if !contains(statuses, "Digest: "+f.Multi) || !contains(statuses, "Status: Downloaded newer image for "+f.ref("e2e/multi:1")) {
+		t.Errorf("final statuses %v", statuses)
 	}
 }
