@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -292,6 +293,84 @@ func TestShimAttachStdin(t *testing.T) {
 		// A client attaching after the end returns at once.
 		if err := c.Attach(ctx, nil, io.Discard, io.Discard, shim.AttachOpts{}); err != nil {
 			t.Fatalf("attach after exit: %v", err)
+		}
+	})
+}
+
+func TestShimStdinStaysOpenWithoutStdinOnce(t *testing.T) {
+	forEachShimRuntime(t, func(t *testing.T, runtime string) {
+		o, bundle := shimOpts(t, runtime, nil, "sh", "-c", `while read l; do echo "got $l"; done; echo closed`)
+		o.OpenStdin = true
+		c := spawnShim(t, o, bundle)
+		ctx := shimCtx(t)
+		if err := c.Start(ctx); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		// The first client sends a line and ends its input; the
+		// container's stdin stays open.
+		var out1 syncBuffer
+		actx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- c.Attach(actx, strings.NewReader("a\n"), &out1, nil, shim.AttachOpts{}) }()
+		waitFor(t, "first client's echo", func() bool { return strings.Contains(out1.String(), "got a\n") })
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("detached attach returned %v", err)
+		}
+		// A second client still reaches it, then stdin is closed on request.
+		var out2 syncBuffer
+		go func() { errc <- c.Attach(ctx, strings.NewReader("b\n"), &out2, nil, shim.AttachOpts{}) }()
+		waitFor(t, "second client's echo", func() bool { return strings.Contains(out2.String(), "got b\n") })
+		if err := c.CloseStdin(ctx); err != nil {
+			t.Fatalf("close stdin: %v", err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("attach: %v", err)
+		}
+		if got := out2.String(); got != "got b\nclosed\n" {
+			t.Fatalf("second client saw %q", got)
+		}
+		if exit, err := c.Wait(ctx); err != nil || exit.Code != 0 {
+			t.Fatalf("wait: %+v %v", exit, err)
+		}
+	})
+}
+
+func TestShimSpawnFailure(t *testing.T) {
+	forEachShimRuntime(t, func(t *testing.T, runtime string) {
+		o, _ := shimOpts(t, runtime, func(s *specs.Spec) { s.Root.Path = "no-such-rootfs" }, "true")
+		c, err := shim.Spawn(shimCtx(t), o)
+		if err == nil {
+			cleanupShim(t, o, c.ShimPid())
+			t.Fatal("spawn with a missing rootfs succeeded")
+		}
+		t.Logf("spawn error: %v", err)
+		if !strings.Contains(err.Error(), "create") {
+			t.Fatalf("error %q does not name the failed create", err)
+		}
+		if _, err := os.Stat(filepath.Join(o.StateDir, "shim.sock")); !os.IsNotExist(err) {
+			t.Fatalf("a failed shim left its socket: %v", err)
+		}
+		if _, err := shim.Connect(shimCtx(t), o.StateDir); err == nil {
+			t.Fatal("connected to a shim that failed")
+		}
+		if out, err := exec.Command(runtime, "--root", o.RuntimeRoot, "state", o.ID).CombinedOutput(); err == nil {
+			t.Fatalf("the runtime knows %s after a failed create: %s", o.ID, out)
+		}
+	})
+}
+
+func TestShimDeleteCreated(t *testing.T) {
+	forEachShimRuntime(t, func(t *testing.T, runtime string) {
+		o, bundle := shimOpts(t, runtime, nil, "sleep", "1000")
+		c := spawnShim(t, o, bundle)
+		ctx := shimCtx(t)
+		// Never started: deleted without force, like a stopped container.
+		if _, err := c.Delete(ctx, false); err != nil {
+			t.Fatalf("delete created container: %v", err)
+		}
+		if !processGone(c.ShimPid()) {
+			t.Fatal("shim still runs")
 		}
 	})
 }

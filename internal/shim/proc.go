@@ -26,8 +26,9 @@ type proc struct {
 	id       string // "" for the init
 	pid      int
 	tty      bool
-	console  *os.File // pty master when tty
-	stdinW   *os.File // write end of the stdin pipe (not tty)
+	console  *os.File   // pty master when tty
+	stdinW   *os.File   // write end of the stdin pipe (not tty)
+	outputs  []*os.File // what copyOutput reads: pipes or the console
 	hasStdin bool
 	once     bool // close stdin when the first attached stdin ends
 

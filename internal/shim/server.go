@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -398,6 +399,7 @@ func (s *server) startIO(p *proc, st *stdio, log *LogWriter) {
 		if log != nil {
 			ls = newLineSplitter(log, "stdout")
 		}
+		p.outputs = []*os.File{p.console}
 		go p.copyOutput(p.console, frameStdout, ls, &wg)
 	} else {
 		p.stdinW = st.stdinW
@@ -406,6 +408,7 @@ func (s *server) startIO(p *proc, st *stdio, log *LogWriter) {
 		if log != nil {
 			lo, le = newLineSplitter(log, "stdout"), newLineSplitter(log, "stderr")
 		}
+		p.outputs = []*os.File{st.stdout, st.stderr}
 		go p.copyOutput(st.stdout, frameStdout, lo, &wg)
 		go p.copyOutput(st.stderr, frameStderr, le, &wg)
 	}
@@ -492,9 +495,10 @@ func (s *server) watch(p *proc, exit <-chan int) {
 	case <-p.outDone:
 	case <-time.After(ioDrainTimeout):
 		logf("output of %s still open %s after it exited; closing it", p.name(), ioDrainTimeout)
-		if p.console != nil {
-			p.console.Close()
+		for _, f := range p.outputs {
+			f.Close()
 		}
+		<-p.outDone
 	}
 	p.endOutput()
 	p.stdinEOF(true)
@@ -676,17 +680,11 @@ func (s *server) call(req request) response {
 			r.Status = "running"
 			return r
 		}
-		out, err := s.run("state", s.cfg.ID)
+		st, err := s.runtimeStatus()
 		if err != nil {
 			return errResponse(err)
 		}
-		var st struct {
-			Status string `json:"status"`
-		}
-		if err := json.Unmarshal(bytes.TrimSpace(out), &st); err != nil {
-			return errResponse(fmt.Errorf("parse state of %s: %w", s.cfg.ID, err))
-		}
-		r.Status = st.Status
+		r.Status = st
 		return r
 	case opPause, opResume:
 		if _, err := s.run(req.Op, s.cfg.ID); err != nil {
@@ -702,18 +700,25 @@ func (s *server) call(req request) response {
 		p.stdinEOF(true)
 		return response{}
 	case opDelete:
-		if !p.isExited() && !req.Force {
-			return errResponse(errdefs.Conflict(fmt.Errorf("container %s is running: stop it or delete with force", s.cfg.ID)))
+		running := !p.isExited()
+		force := req.Force
+		if running && !force {
+			// A container created but never started goes like a stopped
+			// one (runtimes differ on whether that takes --force).
+			if st, err := s.runtimeStatus(); err != nil || st != "created" {
+				return errResponse(errdefs.Conflict(fmt.Errorf("container %s is running: stop it or delete with force", s.cfg.ID)))
+			}
+			force = true
 		}
 		args := []string{"delete"}
-		if req.Force {
+		if force {
 			args = append(args, "--force")
 		}
 		if _, err := s.run(append(args, s.cfg.ID)...); err != nil && !errdefs.IsNotFound(err) {
 			return errResponse(err)
 		}
-		if req.Force {
-			<-p.exited
+		if running {
+			<-p.exited // the runtime killed it
 		}
 		r := response{}
 		e := p.exit
@@ -726,6 +731,44 @@ func (s *server) call(req request) response {
 		return response{}
 	}
 	return errResponse(errdefs.InvalidArgument(fmt.Errorf("unknown operation %q", req.Op)))
+}
+
+// runtimeStatus asks the runtime for the container's status.
+func (s *server) runtimeStatus() (string, error) {
+	out, err := s.run("state", s.cfg.ID)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &st); err != nil {
+		return "", fmt.Errorf("parse state of %s: %w", s.cfg.ID, err)
+	}
+	return st.Status, nil
+}
+
+// maxExitedExecs is how many finished execs a shim remembers for Wait;
+// older ones are forgotten (a health check every few seconds must not
+// grow the shim for ever).
+const maxExitedExecs = 64
+
+func (s *server) pruneExecs() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var exited []*proc
+	for _, p := range s.execs {
+		if p.isExited() {
+			exited = append(exited, p)
+		}
+	}
+	if len(exited) <= maxExitedExecs {
+		return
+	}
+	slices.SortFunc(exited, func(a, b *proc) int { return a.exit.ExitedAt.Compare(b.exit.ExitedAt) })
+	for _, p := range exited[:len(exited)-maxExitedExecs] {
+		delete(s.execs, p.id)
+	}
 }
 
 // wait answers when the process has exited, or drops the call when the
@@ -897,6 +940,7 @@ func (s *server) startExec(p *proc, req request, specPath, pidFile string) error
 	go func() {
 		s.watch(p, exit)
 		close(p.exited)
+		s.pruneExecs()
 	}()
 	return nil
 }
