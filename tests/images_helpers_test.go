@@ -124,11 +124,22 @@ func forEachClient(t *testing.T, fn func(t *testing.T, d *Daemon, c *CLI)) {
 // forEachClientEnv is forEachClient with extra environment for berthd.
 func forEachClientEnv(t *testing.T, env []string, fn func(t *testing.T, d *Daemon, c *CLI)) {
 	t.Helper()
+	forEachClientWith(t, env, nil, fn)
+}
+
+// forEachClientArgs is forEachClient with extra berthd flags.
+func forEachClientArgs(t *testing.T, args []string, fn func(t *testing.T, d *Daemon, c *CLI)) {
+	t.Helper()
+	forEachClientWith(t, nil, args, fn)
+}
+
+func forEachClientWith(t *testing.T, env, args []string, fn func(t *testing.T, d *Daemon, c *CLI)) {
+	t.Helper()
 	testutil.RequiresRoot(t)
 	RequireBinary(t, "berthd")
 	for _, name := range []string{"berth", "docker"} {
 		t.Run(name, func(t *testing.T) {
-			d := StartDaemonEnv(t, env)
+			d := StartDaemonEnv(t, env, args...)
 			var c *CLI
 			if name == "berth" {
 				c = BerthCLI(t, d)

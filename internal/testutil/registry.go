@@ -78,11 +78,15 @@ func (r *RegistryProcess) Log() string {
 type RegistryOptions struct {
 	CertFile, KeyFile string // TLS when both are set
 	HtpasswdFile      string // basic auth when set
+	Host              string // address to listen on; 127.0.0.1 when empty
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func FreePort() (int, error) { return FreePortOn("127.0.0.1") }
+
+// FreePortOn returns a TCP port of host that was free a moment ago.
+func FreePortOn(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
@@ -91,8 +95,8 @@ func FreePort() (int, error) {
 }
 
 // StartRegistryProcess starts docker-registry with storage and config under
-// dir (created if missing) on a free 127.0.0.1 port and waits until /v2/
-// answers. The caller stops it with Stop. Tests use StartRegistry.
+// dir (created if missing) on a free port of 127.0.0.1 (or o.Host) and
+// waits until /v2/ answers. The caller stops it with Stop. Tests use StartRegistry.
 func StartRegistryProcess(dir string, o RegistryOptions) (*RegistryProcess, error) {
 	if _, err := os.Stat(RegistryBinary); err != nil {
 		return nil, fmt.Errorf("registry binary: %w (install Debian's docker-registry: make deps)", err)
@@ -102,11 +106,15 @@ func StartRegistryProcess(dir string, o RegistryOptions) (*RegistryProcess, erro
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // another process may take the free port first
-		port, err := FreePort()
+		host := o.Host
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		port, err := FreePortOn(host)
 		if err != nil {
 			return nil, err
 		}
-		r, err := startRegistryOnce(dir, fmt.Sprintf("127.0.0.1:%d", port), o)
+		r, err := startRegistryOnce(dir, net.JoinHostPort(host, fmt.Sprint(port)), o)
 		if err == nil {
 			return r, nil
 		}
@@ -180,6 +188,33 @@ func StartRegistry(t testing.TB) string {
 	}
 	t.Cleanup(func() { r.Stop() })
 	return r.Addr
+}
+
+// StartRegistryOn is StartRegistry listening on host (an address of this
+// machine other than loopback, for insecure-registry tests).
+func StartRegistryOn(t testing.TB, host string) string {
+	t.Helper()
+	r, err := StartRegistryProcess(t.TempDir(), RegistryOptions{Host: host})
+	if err != nil {
+		t.Fatalf("start registry on %s: %v", host, err)
+	}
+	t.Cleanup(func() { r.Stop() })
+	return r.Addr
+}
+
+// NonLoopbackIPv4 returns an IPv4 address of this machine outside
+// 127.0.0.0/8, or "" when it has none.
+func NonLoopbackIPv4() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
 }
 
 // TLSRegistry is a docker-registry behind TLS with basic auth.
