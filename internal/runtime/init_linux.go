@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 
@@ -202,6 +203,11 @@ type userProcess struct {
 // getcwd cannot get in the way; it is entered again after dropping
 // privileges so that the user's own permissions apply.
 func (in *initProc) prepareProcess() (*userProcess, error) {
+	// Credentials, capabilities, LSM labels and seccomp are set per thread,
+	// and execve must come from the same thread: from here on the init
+	// stays on it. (Locking earlier would make every blocking call of the
+	// rootfs setup a hand-off between threads.)
+	goruntime.LockOSThread()
 	cfg, p := in.cfg, in.cfg.Spec.Process
 	u := &userProcess{env: withHome(p.Env, p.User.UID)}
 	var err error

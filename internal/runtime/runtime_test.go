@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,8 +24,6 @@ import (
 // The test binary doubles as the container init, as berth-runtime does.
 func TestMain(m *testing.M) {
 	if IsInit() {
-		goruntime.GOMAXPROCS(1)
-		goruntime.LockOSThread()
 		if err := Init(); !errors.Is(err, ErrReported) {
 			fmt.Fprintf(os.Stderr, "init: %v\n", err)
 		}

@@ -60,9 +60,10 @@ func spawn(o spawnOpts) (*spawned, error) {
 		s.fds = append(s.fds, add(f))
 	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(exeFD),
-		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{initPipeEnv(childFD)},
+		Path: "/proc/self/fd/" + strconv.Itoa(exeFD),
+		Args: []string{"berth-runtime", "init"},
+		// One processor from the start: the init is single-threaded work.
+		Env:        []string{initPipeEnv(childFD), "GOMAXPROCS=1"},
 		ExtraFiles: files,
 		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
