@@ -430,7 +430,8 @@ func (c *cli) historyCommand() *cobra.Command {
 			return writeFormatted(c.out, format, "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}", header, rows)
 		},
 	}
-	cmd.Flags().BoolVarP(&human, "human", "H", true, "print sizes and dates in human readable format")
+	// No -H shorthand: -H is the global --host.
+	cmd.Flags().BoolVar(&human, "human", true, "print sizes and dates in human readable format")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "don't truncate output")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	cmd.Flags().StringVar(&format, "format", "", "format output using a Go template")

@@ -376,6 +376,11 @@ func TestPullRejectsCorruptBlob(t *testing.T) {
 	if snaps != 0 {
 		t.Errorf("%d snapshots after a failed pull", snaps)
 	}
+	// Nothing of the corrupt transfer lingers: the real registry's
+	// image pulls at once, and twice more through the proxy still fails.
+	if _, err := e.Pull(ctx, reg+"/test/bb:1", PullOptions{}); err != nil {
+		t.Fatalf("pull from the registry after a corrupt pull: %v", err)
+	}
 }
 
 func TestPullResumesAfterCut(t *testing.T) {

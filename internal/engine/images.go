@@ -173,24 +173,34 @@ func matchLabels(labels map[string]string, want []string) bool {
 	return true
 }
 
-// matchReference applies Docker's reference filter: a pattern against the
-// familiar name, or name:tag, of each tag and digest.
-func matchReference(v imageView, patterns []string) bool {
+// matchReference applies Docker's reference filter to one name: a pattern
+// matches the familiar reference ("busybox:latest") or the familiar name
+// ("busybox").
+func matchReference(name string, patterns []string) bool {
+	ref, err := image.ParseName(name)
+	if err != nil {
+		return false
+	}
 	for _, p := range patterns {
-		for _, n := range append(append([]string{}, v.tags...), v.digests...) {
-			ref, err := image.ParseName(n)
-			if err != nil {
-				continue
-			}
-			cands := []string{ref.FamiliarName(), ref.Familiar(), ref.String(), ref.Name()}
-			for _, c := range cands {
-				if ok, _ := path.Match(p, c); ok {
-					return true
-				}
-			}
+		if ok, _ := path.Match(p, ref.Familiar()); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, ref.FamiliarName()); ok {
+			return true
 		}
 	}
 	return false
+}
+
+// filterNames keeps the names matching the reference patterns.
+func filterNames(names, patterns []string) []string {
+	out := []string{}
+	for _, n := range names {
+		if matchReference(n, patterns) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (fs filterSet) match(v imageView) bool {
@@ -201,7 +211,7 @@ func (fs filterSet) match(v imageView) bool {
 	if len(fs.labels) > 0 && !matchLabels(v.config.Config.Labels, fs.labels) {
 		return false
 	}
-	if len(fs.refs) > 0 && !matchReference(v, fs.refs) {
+	if len(fs.refs) > 0 && len(filterNames(v.tags, fs.refs))+len(filterNames(v.digests, fs.refs)) == 0 {
 		return false
 	}
 	c := v.created()
@@ -236,13 +246,18 @@ func (e *Engine) Images(ctx context.Context, opts ListOptions) ([]imagetypes.Sum
 		if labels == nil {
 			labels = map[string]string{}
 		}
+		tags, digests := v.tags, v.digests
+		if len(fs.refs) > 0 {
+			// As Docker: only the names the filter matched are listed.
+			tags, digests = filterNames(tags, fs.refs), filterNames(digests, fs.refs)
+		}
 		desc := v.rec.Target
 		out = append(out, imagetypes.Summary{
 			ID:          v.rec.ID.String(),
 			Created:     v.created().Unix(),
 			Labels:      labels,
-			RepoTags:    v.tags,
-			RepoDigests: v.digests,
+			RepoTags:    tags,
+			RepoDigests: digests,
 			Size:        v.size(),
 			SharedSize:  -1,
 			Containers:  -1,

@@ -518,7 +518,23 @@ func (e *Engine) doPullLayer(ctx context.Context, client *registry.Client, ref i
 	}
 	if !parentReady || w.Offset() > 0 {
 		// Download only; unpack from the stored blob in chain order.
-		if err := e.downloadTo(ctx, client, ref, j, w, nil, prog); err != nil {
+		resumed := w.Offset() > 0
+		err := e.downloadTo(ctx, client, ref, j, w, nil, prog)
+		if resumed && errors.Is(err, errdefs.ErrDataLoss) {
+			// What an earlier, interrupted pull stored did not belong
+			// to this blob (the commit discarded it): fetch it whole.
+			w2, werr := e.content.Writer(ctx, j.desc.Digest.String(), j.desc)
+			if werr != nil && !errdefs.IsAlreadyExists(werr) {
+				return fmt.Errorf("open ingest for layer %s: %w", j.desc.Digest, werr)
+			}
+			if werr == nil {
+				defer w2.Close()
+				err = e.downloadTo(ctx, client, ref, j, w2, nil, prog)
+			} else {
+				err = nil
+			}
+		}
+		if err != nil {
 			return err
 		}
 		release()
@@ -527,9 +543,10 @@ func (e *Engine) doPullLayer(ctx context.Context, client *registry.Client, ref i
 	// Stream: download into the store and extract at the same time.
 	return e.snaps.Unpack(ctx, j.chainID, j.parent, func(dir string) error {
 		pr, pw := io.Pipe()
+		toApply := &recordingWriter{w: pw}
 		errc := make(chan error, 1)
 		go func() {
-			err := e.downloadTo(ctx, client, ref, j, w, pw, prog)
+			err := e.downloadTo(ctx, client, ref, j, w, toApply, prog)
 			pw.CloseWithError(err)
 			errc <- err
 		}()
@@ -537,6 +554,13 @@ func (e *Engine) doPullLayer(ctx context.Context, client *registry.Client, ref i
 		if err != nil {
 			pr.CloseWithError(err)
 			<-errc
+			if toApply.err != nil {
+				// Extraction, not the transfer, failed: the bytes are
+				// suspect, so keep none for a resume (a later pull
+				// fetches the layer whole). A transfer cut off keeps
+				// what arrived.
+				_ = w.Reset()
+			}
 			return fmt.Errorf("extract layer %s of %s: %w", j.desc.Digest, ref.Familiar(), err)
 		}
 		_, _ = io.Copy(io.Discard, pr) // the compressed stream's trailer
@@ -647,6 +671,20 @@ func (e *Engine) hasBlob(ctx context.Context, d digest.Digest) bool {
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// recordingWriter remembers the first error writing to w.
+type recordingWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (r *recordingWriter) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
 
 type countingReader struct {
 	r  io.Reader
