@@ -220,3 +220,23 @@ func TestImagesFaultKillDuringPull(t *testing.T) {
 		t.Errorf("SIGTERM stop: %v", err)
 	}
 }
+
+// TestImagesFaultTransientRetry answers the first two GETs of the busybox
+// layer with 503: one pull must still succeed, retrying the blob.
+func TestImagesFaultTransientRetry(t *testing.T) {
+	f, d, c := faultSetup(t)
+	layer := layerDigests(t, f.BusyboxImg)[0]
+	p := testutil.StartBusyProxy(t, f.Reg, layer, 2)
+	ref := p.Addr + "/e2e/busybox:1"
+	c.Must(t, "pull", ref)
+	if in := inspect(t, c, ref); in.ID != configDigest(t, f.BusyboxImg) {
+		t.Errorf("Id %s", in.ID)
+	}
+	reqs := p.BlobRequests()
+	if len(reqs) < 3 || reqs[len(reqs)-1].Status != 200 {
+		t.Errorf("blob requests %+v: want two 503s then a 200", reqs)
+	}
+	if bad := verifyStore(t, d); len(bad) > 0 {
+		t.Errorf("content store: %v", bad)
+	}
+}

@@ -468,6 +468,7 @@ const (
 	FaultCorrupt = "corrupt" // every GET of the blob: same length, its middle byte flipped
 	FaultCut     = "cut"     // first GET: N bytes, then the connection is dropped
 	FaultStall   = "stall"   // first GET: N bytes, then stall until Release or the client leaves
+	FaultBusy    = "busy"    // the first N GETs: 503 Service Unavailable without a body from upstream
 )
 
 // FaultProxy forwards registry requests to an upstream plain-HTTP registry
@@ -485,6 +486,7 @@ type FaultProxy struct {
 	mu        sync.Mutex
 	requests  []ProxyRequest
 	faulted   bool
+	busy      int64 // GETs answered 503 so far (FaultBusy)
 	release   chan struct{}
 	stallOnce sync.Once
 	relOnce   sync.Once
@@ -546,6 +548,12 @@ func StartRecordingProxy(t testing.TB, upstream string) *FaultProxy {
 	return StartFaultProxy(t, upstream, "", "", 0)
 }
 
+// StartBusyProxy proxies upstream and answers the first n GETs of
+// digest's blob with 503 Service Unavailable (a transient error).
+func StartBusyProxy(t testing.TB, upstream, digest string, n int64) *FaultProxy {
+	return StartFaultProxy(t, upstream, digest, FaultBusy, n)
+}
+
 // StartStallProxy proxies upstream and, on the first GET of digest's blob,
 // sends n bytes, closes Stalled and holds the connection until Release.
 func StartStallProxy(t testing.TB, upstream, digest string, n int64) *FaultProxy {
@@ -570,8 +578,19 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case FaultCut, FaultStall:
 			rec.Faulted = !p.faulted
 			p.faulted = true
+		case FaultBusy:
+			rec.Faulted = p.busy < p.N
+			p.busy++
 		}
 		p.mu.Unlock()
+	}
+	if rec.Faulted && p.Kind == FaultBusy {
+		rec.Status = http.StatusServiceUnavailable
+		p.record(rec)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"errors":[{"code":"UNAVAILABLE","message":"service unavailable"}]}`)
+		return
 	}
 	out, err := http.NewRequestWithContext(req.Context(), req.Method, "http://"+p.Upstream+req.URL.RequestURI(), req.Body)
 	if err != nil {

@@ -184,6 +184,22 @@ func TestFaultProxies(t *testing.T) {
 		}
 	})
 
+	t.Run("busy", func(t *testing.T) {
+		p := StartBusyProxy(t, reg, digest, 2)
+		for i := 0; i < 3; i++ {
+			resp, b, err := get(t, blobURL(p.Addr, "faults/busybox", digest), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 503, false: 200}[i < 2]; resp.StatusCode != want {
+				t.Errorf("GET %d: %d, want %d", i, resp.StatusCode, want)
+			}
+			if i == 2 && sha(b) != digest {
+				t.Error("third GET did not serve the blob")
+			}
+		}
+	})
+
 	t.Run("stall", func(t *testing.T) {
 		p := StartStallProxy(t, reg, digest, 500)
 		type result struct {
