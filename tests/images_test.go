@@ -32,6 +32,9 @@ func TestImagesPullInspect(t *testing.T) {
 		if !strings.Contains(out, "Digest: "+f.Busybox) {
 			t.Errorf("pull output lacks %q:\n%s", "Digest: "+f.Busybox, out)
 		}
+		if line := strings.TrimPrefix(layerDigests(t, f.BusyboxImg)[0], "sha256:")[:12] + ": Pull complete"; !strings.Contains(out, line) {
+			t.Errorf("pull output (not a terminal) lacks the layer line %q:\n%s", line, out)
+		}
 		in := inspect(t, c, ref)
 		if in.ID != configDigest(t, f.BusyboxImg) {
 			t.Errorf("Id %s, want the config digest %s", in.ID, configDigest(t, f.BusyboxImg))
