@@ -25,9 +25,9 @@ type containerdEngine struct {
 
 func startContainerd(t *testing.T) *containerdEngine {
 	t.Helper()
-	bin := requirePeer(t, "containerd", "containerd")
-	requirePeer(t, "ctr", "containerd")
-	requirePeer(t, "containerd-shim-runc-v2", "containerd")
+	bin := dropinRequirePeer(t, "containerd", "containerd")
+	dropinRequirePeer(t, "ctr", "containerd")
+	dropinRequirePeer(t, "containerd-shim-runc-v2", "containerd")
 	d := newDropin(t, "containerd")
 	// containerd 1.6 puts shim sockets in /run/containerd/s whatever its state
 	// directory is.
@@ -126,7 +126,7 @@ func (e *containerdEngine) taskStatus(t testing.TB, id string) (pid int, status 
 
 func (e *containerdEngine) waitStatus(t testing.TB, id, want string) {
 	t.Helper()
-	eventually(t, "task "+id+" "+want, func() error {
+	dropinEventually(t, "task "+id+" "+want, func() error {
 		if _, st := e.taskStatus(t, id); st != want {
 			return fmt.Errorf("status %q", st)
 		}
@@ -166,13 +166,13 @@ func (e *containerdEngine) remove(t testing.TB, id string) {
 	}
 }
 
-// loop is a container command that runs until SIGTERM, answering it with
+// dropinLoop is a container command that runs until SIGTERM, answering it with
 // status 3.
-var loop = []string{"sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"}
+var dropinLoop = []string{"sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"}
 
-// hog64M builds a 64 MiB string in a shell: far over the tests' 16 MiB
+// dropinHog64M builds a 64 MiB string in a shell: far over the tests' 16 MiB
 // memory limits.
-const hog64M = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}"
+const dropinHog64M = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}"
 
 func TestDropinContainerd(t *testing.T) {
 	e := startContainerd(t)
@@ -196,7 +196,7 @@ func TestDropinContainerd(t *testing.T) {
 	})
 
 	t.Run("DetachedExecAndKill", func(t *testing.T) {
-		e.detached(t, "det1", nil, loop...)
+		e.detached(t, "det1", nil, dropinLoop...)
 		out := e.ctr(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "x1", "det1", "sh", "-c", "echo exec-$((6*7)); tr '\\0' ' ' </proc/1/cmdline")
 		if !strings.Contains(out, "exec-42") || !strings.Contains(out, "trap") {
 			t.Fatalf("ctr task exec printed %q, want exec-42 and the init's command line", out)
@@ -213,7 +213,7 @@ func TestDropinContainerd(t *testing.T) {
 	})
 
 	t.Run("Ps", func(t *testing.T) {
-		pid := e.detached(t, "ps1", nil, loop...)
+		pid := e.detached(t, "ps1", nil, dropinLoop...)
 		defer e.remove(t, "ps1")
 		ps := e.ctr(t, "task", "ps", "ps1")
 		if !strings.Contains(ps, strconv.Itoa(pid)) {
@@ -223,16 +223,16 @@ func TestDropinContainerd(t *testing.T) {
 	})
 
 	t.Run("PauseResume", func(t *testing.T) {
-		e.detached(t, "pause1", nil, loop...)
+		e.detached(t, "pause1", nil, dropinLoop...)
 		defer e.remove(t, "pause1")
 		e.ctr(t, "task", "pause", "pause1")
 		e.waitStatus(t, "pause1", "PAUSED")
-		if st, err := cgroupFile("freezer", "/"+e.ns+"/pause1", "freezer.state"); err != nil || st != "FROZEN" {
+		if st, err := dropinCgroupFile("freezer", "/"+e.ns+"/pause1", "freezer.state"); err != nil || st != "FROZEN" {
 			t.Fatalf("freezer.state of a paused task: %q (%v), want FROZEN", st, err)
 		}
 		e.ctr(t, "task", "resume", "pause1")
 		e.waitStatus(t, "pause1", "RUNNING")
-		if st, err := cgroupFile("freezer", "/"+e.ns+"/pause1", "freezer.state"); err != nil || st != "THAWED" {
+		if st, err := dropinCgroupFile("freezer", "/"+e.ns+"/pause1", "freezer.state"); err != nil || st != "THAWED" {
 			t.Fatalf("freezer.state of a resumed task: %q (%v), want THAWED", st, err)
 		}
 		e.requireCalled(t, "pause", "pause1")
@@ -244,7 +244,7 @@ func TestDropinContainerd(t *testing.T) {
 	})
 
 	t.Run("MemoryLimitOOMKillsInit", func(t *testing.T) {
-		_, _, err := e.ctrRun(t, e.runArgs([]string{"--rm", "--memory-limit", strconv.Itoa(16 << 20)}, "oom0", "sh", "-c", hog64M)...)
+		_, _, err := e.ctrRun(t, e.runArgs([]string{"--rm", "--memory-limit", strconv.Itoa(16 << 20)}, "oom0", "sh", "-c", dropinHog64M)...)
 		if err == nil || !strings.Contains(err.Error(), "exit status 137") {
 			t.Fatalf("a container building a 64 MiB string under a 16 MiB limit: %v, want exit status 137", err)
 		}
@@ -254,19 +254,19 @@ func TestDropinContainerd(t *testing.T) {
 		limit := 16 << 20
 		e.detached(t, "oom1", []string{"--memory-limit", strconv.Itoa(limit)}, "sleep", "1000")
 		defer e.remove(t, "oom1")
-		got, err := cgroupFile("memory", "/"+e.ns+"/oom1", "memory.limit_in_bytes")
+		got, err := dropinCgroupFile("memory", "/"+e.ns+"/oom1", "memory.limit_in_bytes")
 		if err != nil || got != strconv.Itoa(limit) {
 			t.Fatalf("memory.limit_in_bytes %q (%v), want %d", got, err, limit)
 		}
-		_, _, err = e.ctrRun(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "hog", "oom1", "sh", "-c", hog64M)
+		_, _, err = e.ctrRun(t, "task", "exec", "--fifo-dir", e.fifos, "--exec-id", "hog", "oom1", "sh", "-c", dropinHog64M)
 		if err == nil || !strings.Contains(err.Error(), "exit status 137") {
 			t.Fatalf("an exec building a 64 MiB string under a 16 MiB limit: %v, want exit status 137", err)
 		}
-		oom, err := cgroupFile("memory", "/"+e.ns+"/oom1", "memory.oom_control")
+		oom, err := dropinCgroupFile("memory", "/"+e.ns+"/oom1", "memory.oom_control")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := oomKills(oom); n < 1 {
+		if n := dropinOOMKills(oom); n < 1 {
 			t.Fatalf("the kernel recorded no OOM kill in the container's cgroup: %q", oom)
 		}
 		if _, st := e.taskStatus(t, "oom1"); st != "RUNNING" {
@@ -275,9 +275,9 @@ func TestDropinContainerd(t *testing.T) {
 	})
 }
 
-// oomKills reads the oom_kill count of a v1 memory.oom_control file (-1
+// dropinOOMKills reads the oom_kill count of a v1 memory.oom_control file (-1
 // when it has none).
-func oomKills(oomControl string) int {
+func dropinOOMKills(oomControl string) int {
 	for _, l := range Lines(oomControl) {
 		if f := strings.Fields(l); len(f) == 2 && f[0] == "oom_kill" {
 			n, _ := strconv.Atoi(f[1])
@@ -299,7 +299,7 @@ func TestDropinContainerdTerminalAndErrors(t *testing.T) {
 
 	t.Run("RunTerminal", func(t *testing.T) {
 		args := ctrArgs(e.runArgs([]string{"--rm", "--tty"}, "tty1", "sh")...)
-		out, err := runInTerminal(t, nil, "ctr", args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
+		out, err := dropinInTerminal(t, nil, "ctr", args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
 		if err == nil || !strings.Contains(err.Error(), "exit status 4") {
 			t.Fatalf("ctr run -t: %v, want exit status 4; terminal showed:\n%s", err, out)
 		}
@@ -310,10 +310,10 @@ func TestDropinContainerdTerminalAndErrors(t *testing.T) {
 	})
 
 	t.Run("ExecTerminal", func(t *testing.T) {
-		e.detached(t, "tty2", nil, loop...)
+		e.detached(t, "tty2", nil, dropinLoop...)
 		defer e.remove(t, "tty2")
 		args := ctrArgs("task", "exec", "--fifo-dir", e.fifos, "--tty", "--exec-id", "t", "tty2", "sh")
-		out, err := runInTerminal(t, nil, "ctr", args, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
+		out, err := dropinInTerminal(t, nil, "ctr", args, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
 		if err == nil || !strings.Contains(err.Error(), "exit status 6") {
 			t.Fatalf("ctr task exec -t: %v, want exit status 6; terminal showed:\n%s", err, out)
 		}

@@ -25,8 +25,8 @@ const dropinRuntimeName = "berth"
 
 func startDocker(t *testing.T) *dockerEngine {
 	t.Helper()
-	bin := requirePeer(t, "dockerd", "docker.io")
-	requirePeer(t, "containerd", "containerd")
+	bin := dropinRequirePeer(t, "dockerd", "docker.io")
+	dropinRequirePeer(t, "containerd", "containerd")
 	RequireDockerCLI(t)
 	d := newDropin(t, "docker")
 	// dockerd puts its plugin directory, and containerd its shim sockets,
@@ -93,9 +93,9 @@ func (e *dockerEngine) cleanup() {
 	}
 }
 
-// runFlags are the flags every container gets: the runtime under test and
+// dockerRunFlags are the flags every container gets: the runtime under test and
 // no network.
-func runFlags() []string {
+func dockerRunFlags() []string {
 	return []string{"--runtime", dropinRuntimeName, "--network", "none"}
 }
 
@@ -106,14 +106,14 @@ func TestDropinDocker(t *testing.T) {
 	}
 
 	t.Run("Run", func(t *testing.T) {
-		args := append(append([]string{"run", "--rm"}, runFlags()...), dropinImage, "sh", "-c", "echo hello from $(grep :memory: /proc/self/cgroup)")
+		args := append(append([]string{"run", "--rm"}, dockerRunFlags()...), dropinImage, "sh", "-c", "echo hello from $(grep :memory: /proc/self/cgroup)")
 		out := e.docker(t, args...)
 		if !strings.Contains(out, "hello from ") || !strings.Contains(out, "/"+e.cgroup+"/") {
 			t.Fatalf("docker run printed %q, want the container's memory cgroup under /%s", out, e.cgroup)
 		}
 		e.requireCalled(t, "create", "--bundle", "--pid-file")
 		e.requireCalled(t, "start")
-		_, _, err := e.dockerRun(t, append(append([]string{"run", "--rm"}, runFlags()...), dropinImage, "sh", "-c", "exit 7")...)
+		_, _, err := e.dockerRun(t, append(append([]string{"run", "--rm"}, dockerRunFlags()...), dropinImage, "sh", "-c", "exit 7")...)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
 			t.Fatalf("docker run of a container exiting 7: %v, want status 7", err)
@@ -121,8 +121,8 @@ func TestDropinDocker(t *testing.T) {
 	})
 
 	t.Run("DetachedExecStopRm", func(t *testing.T) {
-		args := append(append([]string{"run", "--detach", "--name", "d1"}, runFlags()...), dropinImage)
-		e.docker(t, append(args, loop...)...)
+		args := append(append([]string{"run", "--detach", "--name", "d1"}, dockerRunFlags()...), dropinImage)
+		e.docker(t, append(args, dropinLoop...)...)
 		if st := strings.TrimSpace(e.docker(t, "inspect", "--format", "{{.State.Status}}", "d1")); st != "running" {
 			t.Fatalf("status after run -d: %q", st)
 		}
@@ -154,11 +154,11 @@ func TestDropinDocker(t *testing.T) {
 	})
 
 	t.Run("TopPauseUnpause", func(t *testing.T) {
-		args := append(append([]string{"run", "--detach", "--name", "p1"}, runFlags()...), dropinImage)
-		id := strings.TrimSpace(e.docker(t, append(args, loop...)...))
+		args := append(append([]string{"run", "--detach", "--name", "p1"}, dockerRunFlags()...), dropinImage)
+		id := strings.TrimSpace(e.docker(t, append(args, dropinLoop...)...))
 		defer e.docker(t, "rm", "--force", "p1")
 		e.docker(t, "pause", "p1")
-		if st, err := cgroupFile("freezer", "/"+e.cgroup+"/"+id, "freezer.state"); err != nil || st != "FROZEN" {
+		if st, err := dropinCgroupFile("freezer", "/"+e.cgroup+"/"+id, "freezer.state"); err != nil || st != "FROZEN" {
 			t.Fatalf("freezer.state of a paused container: %q (%v), want FROZEN", st, err)
 		}
 		e.docker(t, "unpause", "p1")
@@ -172,8 +172,8 @@ func TestDropinDocker(t *testing.T) {
 	})
 
 	t.Run("MemoryOOMKill", func(t *testing.T) {
-		args := append(append([]string{"run", "--name", "oom1", "--memory", "16m", "--memory-swap", "16m"}, runFlags()...), dropinImage,
-			"sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "+hog64M)
+		args := append(append([]string{"run", "--name", "oom1", "--memory", "16m", "--memory-swap", "16m"}, dockerRunFlags()...), dropinImage,
+			"sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "+dropinHog64M)
 		out, _, err := e.dockerRun(t, args...)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 137 {
@@ -188,15 +188,15 @@ func TestDropinDocker(t *testing.T) {
 		e.docker(t, "rm", "oom1")
 	})
 	t.Run("UpdateMemory", func(t *testing.T) {
-		args := append(append([]string{"run", "--detach", "--name", "u1", "--memory", "32m", "--memory-swap", "64m"}, runFlags()...), dropinImage)
-		id := strings.TrimSpace(e.docker(t, append(args, loop...)...))
+		args := append(append([]string{"run", "--detach", "--name", "u1", "--memory", "32m", "--memory-swap", "64m"}, dockerRunFlags()...), dropinImage)
+		id := strings.TrimSpace(e.docker(t, append(args, dropinLoop...)...))
 		defer e.docker(t, "rm", "--force", "u1")
 		e.docker(t, "update", "--memory", "48m", "--memory-swap", "96m", "u1")
 		e.requireCalled(t, "update", "--resources", id)
-		if got, err := cgroupFile("memory", "/"+e.cgroup+"/"+id, "memory.limit_in_bytes"); err != nil || got != strconv.Itoa(48<<20) {
+		if got, err := dropinCgroupFile("memory", "/"+e.cgroup+"/"+id, "memory.limit_in_bytes"); err != nil || got != strconv.Itoa(48<<20) {
 			t.Fatalf("memory.limit_in_bytes after docker update --memory 48m: %q (%v), want %d", got, err, 48<<20)
 		}
-		if got, err := cgroupFile("memory", "/"+e.cgroup+"/"+id, "memory.memsw.limit_in_bytes"); err != nil || got != strconv.Itoa(96<<20) {
+		if got, err := dropinCgroupFile("memory", "/"+e.cgroup+"/"+id, "memory.memsw.limit_in_bytes"); err != nil || got != strconv.Itoa(96<<20) {
 			t.Fatalf("memory.memsw.limit_in_bytes after docker update --memory-swap 96m: %q (%v), want %d", got, err, 96<<20)
 		}
 		if got := strings.TrimSpace(e.docker(t, "inspect", "--format", "{{.HostConfig.Memory}}", "u1")); got != strconv.Itoa(48<<20) {
@@ -206,8 +206,8 @@ func TestDropinDocker(t *testing.T) {
 
 	t.Run("Terminals", func(t *testing.T) {
 		env := []string{"DOCKER_HOST=unix://" + e.sock, "DOCKER_CONTEXT=", "DOCKER_CONFIG=" + filepath.Join(e.dir, "client"), "DOCKER_CLI_HINTS=false"}
-		args := append(append([]string{"run", "--rm", "--interactive", "--tty"}, runFlags()...), dropinImage, "sh")
-		out, err := runInTerminal(t, env, DockerCLI, args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
+		args := append(append([]string{"run", "--rm", "--interactive", "--tty"}, dockerRunFlags()...), dropinImage, "sh")
+		out, err := dropinInTerminal(t, env, DockerCLI, args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 4 {
 			t.Fatalf("docker run -it: %v, want status 4; terminal showed:\n%s", err, out)
@@ -217,9 +217,9 @@ func TestDropinDocker(t *testing.T) {
 		}
 		e.requireCalled(t, "create", "--console-socket")
 
-		e.docker(t, append(append([]string{"run", "--detach", "--name", "tty2"}, runFlags()...), append([]string{dropinImage}, loop...)...)...)
+		e.docker(t, append(append([]string{"run", "--detach", "--name", "tty2"}, dockerRunFlags()...), append([]string{dropinImage}, dropinLoop...)...)...)
 		defer e.docker(t, "rm", "--force", "tty2")
-		out, err = runInTerminal(t, env, DockerCLI, []string{"exec", "--interactive", "--tty", "tty2", "sh"}, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
+		out, err = dropinInTerminal(t, env, DockerCLI, []string{"exec", "--interactive", "--tty", "tty2", "sh"}, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
 		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
 			t.Fatalf("docker exec -it: %v, want status 6; terminal showed:\n%s", err, out)
 		}
@@ -230,7 +230,7 @@ func TestDropinDocker(t *testing.T) {
 	})
 
 	t.Run("MissingCommandError", func(t *testing.T) {
-		_, _, err := e.dockerRun(t, append(append([]string{"run", "--rm"}, runFlags()...), dropinImage, "/no/such/command")...)
+		_, _, err := e.dockerRun(t, append(append([]string{"run", "--rm"}, dockerRunFlags()...), dropinImage, "/no/such/command")...)
 		t.Logf("docker run of a missing command: %v", err)
 		// dockerd reads the runtime's error text to tell "command not found"
 		// (status 127) from other failures (126, 125).

@@ -32,15 +32,15 @@ type podmanEngine struct {
 
 func startPodman(t *testing.T) *podmanEngine {
 	t.Helper()
-	bin := requirePeer(t, "podman", "podman")
-	requirePeer(t, "conmon", "conmon")
+	bin := dropinRequirePeer(t, "podman", "podman")
+	dropinRequirePeer(t, "conmon", "conmon")
 	d := newDropin(t, "podman")
 	e := &podmanEngine{dropin: d, bin: bin, conf: filepath.Join(d.dir, "containers.conf")}
 	// This host's root has no CAP_SYS_RESOURCE, so the rlimits podman asks
 	// for by default (RLIMIT_NOFILE and RLIMIT_NPROC of 1048576) cannot be
 	// set by any runtime (runc fails the same way): ask for limits at or
 	// under the ones podman itself runs with.
-	nofile, nproc := hardLimit(unix.RLIMIT_NOFILE, 1<<20), hardLimit(unix.RLIMIT_NPROC, 16384)
+	nofile, nproc := dropinHardLimit(unix.RLIMIT_NOFILE, 1<<20), dropinHardLimit(unix.RLIMIT_NPROC, 16384)
 	conf := fmt.Sprintf(`[containers]
 default_ulimits = ["nofile=%[1]d:%[1]d", "nproc=%[2]d:%[2]d"]
 [engine]
@@ -71,8 +71,8 @@ network_config_dir = %[7]q
 	return e
 }
 
-// hardLimit is the test process's hard limit of resource r, at most max.
-func hardLimit(r int, max uint64) uint64 {
+// dropinHardLimit is the test process's hard limit of resource r, at most max.
+func dropinHardLimit(r int, max uint64) uint64 {
 	var l unix.Rlimit
 	if err := unix.Getrlimit(r, &l); err != nil || l.Max > max {
 		return max
@@ -124,7 +124,7 @@ func (e *podmanEngine) leftInRuntime(t testing.TB) []string {
 	var left []string
 	for _, c := range e.runtimeCalls() {
 		f := strings.Fields(c)
-		if !containsWord(f, "create") {
+		if !dropinHasWord(f, "create") {
 			continue
 		}
 		id := f[len(f)-1]
@@ -141,7 +141,7 @@ func (e *podmanEngine) leftInRuntime(t testing.TB) []string {
 // existing directory of that path.
 func (e *podmanEngine) load(t testing.TB) {
 	t.Helper()
-	unshare := requirePeer(t, "unshare", "util-linux")
+	unshare := dropinRequirePeer(t, "unshare", "util-linux")
 	script := `for d in /var/lib/containers/cache /var/lib/containers /var/lib; do
   if [ -d "$d" ]; then mount -t tmpfs -o size=64m,mode=0700 berth-dropin "$d" || exit 1; break; fi
 done
@@ -186,7 +186,7 @@ func TestDropinPodman(t *testing.T) {
 
 	t.Run("DetachedExecStopRm", func(t *testing.T) {
 		args := append(append([]string{"run", "--detach", "--name", "d1"}, e.runFlags()...), dropinImage)
-		e.podman(t, append(args, loop...)...)
+		e.podman(t, append(args, dropinLoop...)...)
 		if st := e.inspect(t, "d1", "{{.State.Status}}"); st != "running" {
 			t.Fatalf("status after run -d: %q", st)
 		}
@@ -217,7 +217,7 @@ func TestDropinPodman(t *testing.T) {
 
 	t.Run("MemoryOOMKill", func(t *testing.T) {
 		args := append(append([]string{"run", "--name", "oom1", "--memory", "16m"}, e.runFlags()...), dropinImage,
-			"sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "+hog64M)
+			"sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "+dropinHog64M)
 		out, _, err := e.podmanRun(t, args...)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 137 {
@@ -237,7 +237,7 @@ func TestDropinPodman(t *testing.T) {
 	t.Run("InteractiveTerminal", func(t *testing.T) {
 		args := append(append(append([]string{}, e.podmanFl...), "run", "--rm", "--interactive", "--tty"), e.runFlags()...)
 		args = append(args, dropinImage, "sh")
-		out, err := runInTerminal(t, e.env(), e.bin, args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
+		out, err := dropinInTerminal(t, e.env(), e.bin, args, "tty; test -t 0 && echo stdin-is-a-$((0+1))tty; exit 4\r")
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 4 {
 			t.Fatalf("podman run -it: %v, want status 4; terminal showed:\n%s", err, out)
@@ -249,10 +249,10 @@ func TestDropinPodman(t *testing.T) {
 	})
 
 	t.Run("ExecInteractiveTerminal", func(t *testing.T) {
-		e.podman(t, append(append([]string{"run", "--detach", "--name", "tty2"}, e.runFlags()...), append([]string{dropinImage}, loop...)...)...)
+		e.podman(t, append(append([]string{"run", "--detach", "--name", "tty2"}, e.runFlags()...), append([]string{dropinImage}, dropinLoop...)...)...)
 		defer e.podman(t, "rm", "--force", "--time", "0", "tty2")
 		args := append(append([]string{}, e.podmanFl...), "exec", "--interactive", "--tty", "tty2", "sh")
-		out, err := runInTerminal(t, e.env(), e.bin, args, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
+		out, err := dropinInTerminal(t, e.env(), e.bin, args, "tty; test -t 0 && echo exec-stdin-is-a-$((0+1))tty; exit 6\r")
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
 			t.Fatalf("podman exec -it: %v, want status 6; terminal showed:\n%s", err, out)
@@ -264,20 +264,20 @@ func TestDropinPodman(t *testing.T) {
 	})
 
 	t.Run("PauseUnpauseKill", func(t *testing.T) {
-		id := strings.TrimSpace(e.podman(t, append(append([]string{"run", "--detach", "--name", "p1"}, e.runFlags()...), append([]string{dropinImage}, loop...)...)...))
+		id := strings.TrimSpace(e.podman(t, append(append([]string{"run", "--detach", "--name", "p1"}, e.runFlags()...), append([]string{dropinImage}, dropinLoop...)...)...))
 		defer e.podman(t, "rm", "--force", "--time", "0", "p1")
 		e.podman(t, "pause", "p1")
 		if st := e.inspect(t, "p1", "{{.State.Status}}"); st != "paused" {
 			t.Fatalf("status after pause: %q", st)
 		}
-		if st, err := cgroupFile("freezer", "/"+e.cgroup+"/libpod-"+id, "freezer.state"); err != nil || st != "FROZEN" {
+		if st, err := dropinCgroupFile("freezer", "/"+e.cgroup+"/libpod-"+id, "freezer.state"); err != nil || st != "FROZEN" {
 			t.Fatalf("freezer.state of a paused container: %q (%v), want FROZEN", st, err)
 		}
 		e.podman(t, "unpause", "p1")
 		e.requireCalled(t, "pause", id)
 		e.requireCalled(t, "resume", id)
 		e.podman(t, "kill", "--signal", "TERM", "p1") // the trap exits 3
-		eventually(t, "p1 exits", func() error {
+		dropinEventually(t, "p1 exits", func() error {
 			if got := e.inspect(t, "p1", "{{.State.Status}} {{.State.ExitCode}}"); got != "exited 3" {
 				return fmt.Errorf("state %q, want exited 3", got)
 			}
@@ -297,12 +297,12 @@ func TestDropinPodman(t *testing.T) {
 	})
 }
 
-// runInTerminal runs bin with args on a new pseudo-terminal (its
+// dropinInTerminal runs bin with args on a new pseudo-terminal (its
 // controlling terminal, as a shell would give it), types input, and returns
 // what the terminal showed and how the command ended.
-func runInTerminal(t testing.TB, env []string, bin string, args []string, input string) (string, error) {
+func dropinInTerminal(t testing.TB, env []string, bin string, args []string, input string) (string, error) {
 	t.Helper()
-	master, slave, err := openPty()
+	master, slave, err := dropinOpenPty()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,8 +343,8 @@ func runInTerminal(t testing.TB, env []string, bin string, args []string, input 
 	return shown.String(), err
 }
 
-// openPty opens a new pseudo-terminal pair.
-func openPty() (master, slave *os.File, err error) {
+// dropinOpenPty opens a new pseudo-terminal pair.
+func dropinOpenPty() (master, slave *os.File, err error) {
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open /dev/ptmx: %w", err)

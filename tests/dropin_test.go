@@ -43,9 +43,9 @@ const dropinImage = "docker.io/berth-dropin/busybox:latest"
 // instead of the whole run.
 const dropinCmdTimeout = 90 * time.Second
 
-// requirePeer returns the path of an engine binary or skips t naming the
+// dropinRequirePeer returns the path of an engine binary or skips t naming the
 // package that brings it.
-func requirePeer(t testing.TB, bin, pkg string) string {
+func dropinRequirePeer(t testing.TB, bin, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(bin)
 	if err != nil {
@@ -93,15 +93,15 @@ func newDropin(t *testing.T, engine string) *dropin {
 	// Registered first, so it runs last: after the engine's daemons stopped.
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("runtime command lines (%s):\n%s", d.callLog, tail(readFile(d.callLog), 80))
+			t.Logf("runtime command lines (%s):\n%s", d.callLog, tail(dropinRead(d.callLog), 80))
 		}
-		for _, p := range killProcessesUnder(dir) {
+		for _, p := range dropinKillUnder(dir) {
 			t.Errorf("cleanup: killed a process left behind: %s", p)
 		}
-		if err := unmountUnder(dir); err != nil {
+		if err := dropinUnmountUnder(dir); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
-		if err := removeCgroups(d.cgroup); err != nil {
+		if err := dropinRemoveCgroups(d.cgroup); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 		// Deepest first; only empty ones: anything else in them is not ours.
@@ -138,12 +138,12 @@ func (d *dropin) writeRuntimeScript(name string) string {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		d.t.Fatal(err)
 	}
-	script := fmt.Sprintf("#!/bin/sh\necho \"$$ $*\" >>%s\nexec %s \"$@\"\n", shQuote(d.callLog), shQuote(d.target))
+	script := fmt.Sprintf("#!/bin/sh\necho \"$$ $*\" >>%s\nexec %s \"$@\"\n", dropinQuote(d.callLog), dropinQuote(d.target))
 	if os.Getenv("BERTH_DROPIN_TRACE") == "1" {
 		errLog := d.callLog + ".stderr"
 		script = fmt.Sprintf("#!/bin/sh\necho \"$$ $*\" >>%[1]s\n%[2]s \"$@\" 2>%[3]s.$$\nrc=$?\n"+
 			"echo \"$$ exit $rc: $(cat %[3]s.$$)\" >>%[1]s\ncat %[3]s.$$ >&2\nrm -f %[3]s.$$\nexit $rc\n",
-			shQuote(d.callLog), shQuote(d.target), shQuote(errLog))
+			dropinQuote(d.callLog), dropinQuote(d.target), dropinQuote(errLog))
 	}
 	p := filepath.Join(binDir, name)
 	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
@@ -156,7 +156,7 @@ func (d *dropin) writeRuntimeScript(name string) string {
 // without the logging shell's PID.
 func (d *dropin) runtimeCalls() []string {
 	var out []string
-	for _, l := range Lines(readFile(d.callLog)) {
+	for _, l := range Lines(dropinRead(d.callLog)) {
 		if _, rest, ok := strings.Cut(l, " "); ok && !strings.HasPrefix(rest, "exit ") {
 			out = append(out, rest)
 		}
@@ -172,7 +172,7 @@ func (d *dropin) requireCalled(t testing.TB, words ...string) {
 		f := strings.Fields(c)
 		all := true
 		for _, w := range words {
-			if !containsWord(f, w) {
+			if !dropinHasWord(f, w) {
 				all = false
 				break
 			}
@@ -184,7 +184,7 @@ func (d *dropin) requireCalled(t testing.TB, words ...string) {
 	t.Fatalf("the engine never ran the runtime with %q; it ran:\n%s", words, strings.Join(d.runtimeCalls(), "\n"))
 }
 
-func containsWord(fields []string, w string) bool {
+func dropinHasWord(fields []string, w string) bool {
 	for _, f := range fields {
 		if f == w {
 			return true
@@ -287,7 +287,7 @@ func (d *dropin) startDaemon(logPath string, env []string, bin string, args ...s
 	d.t.Cleanup(func() {
 		p.stop(d.t)
 		if d.t.Failed() {
-			d.t.Logf("%s log (%s):\n%s", p.name, logPath, tail(readFile(logPath), 60))
+			d.t.Logf("%s log (%s):\n%s", p.name, logPath, tail(dropinRead(logPath), 60))
 		}
 	})
 	return p
@@ -329,19 +329,19 @@ func (p *daemonProc) waitFor(t testing.TB, what string, ready func() error) {
 			return
 		}
 		if p.exited() {
-			t.Fatalf("%s exited before %s (%v):\n%s", p.name, what, p.err, tail(readFile(p.log), 40))
+			t.Fatalf("%s exited before %s (%v):\n%s", p.name, what, p.err, tail(dropinRead(p.log), 40))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %s within a minute: %v\n%s", p.name, what, err, tail(readFile(p.log), 40))
+			t.Fatalf("%s: no %s within a minute: %v\n%s", p.name, what, err, tail(dropinRead(p.log), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// killProcessesUnder ends (SIGKILL, by PID) every process whose command line
+// dropinKillUnder ends (SIGKILL, by PID) every process whose command line
 // names dir, the test's private directory: shims and monitors the engine
 // started and left behind. It returns what it killed.
-func killProcessesUnder(dir string) []string {
+func dropinKillUnder(dir string) []string {
 	var killed []string
 	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
@@ -361,9 +361,9 @@ func killProcessesUnder(dir string) []string {
 	return killed
 }
 
-// unmountUnder detaches every mount whose mount point lies under dir,
+// dropinUnmountUnder detaches every mount whose mount point lies under dir,
 // deepest first.
-func unmountUnder(dir string) error {
+func dropinUnmountUnder(dir string) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err
@@ -376,7 +376,7 @@ func unmountUnder(dir string) error {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountinfo(fields[4])
+		mp := dropinUnescape(fields[4])
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {
 			points = append(points, mp)
 		}
@@ -391,9 +391,9 @@ func unmountUnder(dir string) error {
 	return errors.Join(errs...)
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
+// dropinUnescape undoes the octal escapes (\040 for a space) of a
 // mountinfo path.
-func unescapeMountinfo(s string) string {
+func dropinUnescape(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
@@ -411,9 +411,9 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// cgroupRoots are the mounted cgroup hierarchies: each v1 controller's and
+// dropinCgroupRoots are the mounted cgroup hierarchies: each v1 controller's and
 // the v2 one.
-func cgroupRoots() []string {
+func dropinCgroupRoots() []string {
 	var roots []string
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -429,18 +429,18 @@ func cgroupRoots() []string {
 		}
 		fstype := strings.Fields(after)[0]
 		if fstype == "cgroup" || fstype == "cgroup2" {
-			roots = append(roots, unescapeMountinfo(strings.Fields(l)[4]))
+			roots = append(roots, dropinUnescape(strings.Fields(l)[4]))
 		}
 	}
 	return roots
 }
 
-// removeCgroups removes the cgroup parent (relative to every hierarchy's
+// dropinRemoveCgroups removes the cgroup parent (relative to every hierarchy's
 // root) and everything below it, deepest first. The processes in it are
 // gone by now: a cgroup that is still busy is an error.
-func removeCgroups(parent string) error {
+func dropinRemoveCgroups(parent string) error {
 	var errs []error
-	for _, root := range cgroupRoots() {
+	for _, root := range dropinCgroupRoots() {
 		top := filepath.Join(root, parent)
 		var dirs []string
 		filepath.WalkDir(top, func(p string, e os.DirEntry, err error) error {
@@ -466,21 +466,21 @@ func removeCgroups(parent string) error {
 	return errors.Join(errs...)
 }
 
-// cgroupFile reads a file of a container's cgroup in the v1 controller ctrl.
-func cgroupFile(ctrl, cgroupPath, file string) (string, error) {
+// dropinCgroupFile reads a file of a container's cgroup in the v1 controller ctrl.
+func dropinCgroupFile(ctrl, cgroupPath, file string) (string, error) {
 	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, cgroupPath, file))
 	return strings.TrimSpace(string(b)), err
 }
 
-func readFile(p string) string {
+func dropinRead(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
 
-func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+func dropinQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// eventually retries check until it returns nil or 30 seconds pass.
-func eventually(t testing.TB, what string, check func() error) {
+// dropinEventually retries check until it returns nil or 30 seconds pass.
+func dropinEventually(t testing.TB, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
