@@ -64,7 +64,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 // ctrRun runs ctr against the test's containerd and namespace.
 func (e *containerdEngine) ctrRun(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
-	return e.run(t, nil, "", "ctr", append([]string{"--address", e.sock, "--namespace", e.ns}, args...)...)
+	return e.run(t, nil, "ctr", append([]string{"--address", e.sock, "--namespace", e.ns}, args...)...)
 }
 
 func (e *containerdEngine) ctr(t testing.TB, args ...string) string {
@@ -161,7 +161,7 @@ func (e *containerdEngine) remove(t testing.TB, id string) {
 	}
 	e.ctr(t, "task", "delete", id)
 	e.ctr(t, "container", "delete", id)
-	if _, _, err := e.run(t, nil, "", e.target, "--root", filepath.Join(e.runc, e.ns), "state", id); err == nil {
+	if _, _, err := e.run(t, nil, e.target, "--root", filepath.Join(e.runc, e.ns), "state", id); err == nil {
 		t.Fatalf("the runtime still knows %s after ctr task delete", id)
 	}
 }

@@ -66,7 +66,7 @@ func startDocker(t *testing.T) *dockerEngine {
 func (e *dockerEngine) dockerRun(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
 	env := []string{"DOCKER_HOST=unix://" + e.sock, "DOCKER_CONTEXT=", "DOCKER_CONFIG=" + filepath.Join(e.dir, "client"), "DOCKER_CLI_HINTS=false"}
-	return e.run(t, env, "", DockerCLI, args...)
+	return e.run(t, env, DockerCLI, args...)
 }
 
 func (e *dockerEngine) docker(t testing.TB, args ...string) string {
@@ -148,7 +148,7 @@ func TestDropinDocker(t *testing.T) {
 		}
 		// dockerd gives every runc-like runtime this state root.
 		root := filepath.Join(e.dir, "exec", "runtime-runc", "moby")
-		if out, _, err := e.run(t, nil, "", e.target, "--root", root, "list", "--quiet"); err != nil || len(Lines(out)) != 0 {
+		if out, _, err := e.run(t, nil, e.target, "--root", root, "list", "--quiet"); err != nil || len(Lines(out)) != 0 {
 			t.Fatalf("the runtime still lists containers after docker rm: %q (%v)", out, err)
 		}
 	})

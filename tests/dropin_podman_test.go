@@ -84,7 +84,7 @@ func (e *podmanEngine) env() []string { return []string{"CONTAINERS_CONF=" + e.c
 
 func (e *podmanEngine) podmanRun(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
-	return e.run(t, e.env(), "", e.bin, append(append([]string{}, e.podmanFl...), args...)...)
+	return e.run(t, e.env(), e.bin, append(append([]string{}, e.podmanFl...), args...)...)
 }
 
 func (e *podmanEngine) podman(t testing.TB, args ...string) string {
@@ -114,7 +114,7 @@ func (e *podmanEngine) cleanup() {
 	}
 	for _, id := range e.leftInRuntime(t) {
 		t.Errorf("cleanup: the runtime still has container %s after podman rm", id)
-		e.run(t, nil, "", e.target, "delete", "--force", id)
+		e.run(t, nil, e.target, "delete", "--force", id)
 	}
 }
 
@@ -128,7 +128,7 @@ func (e *podmanEngine) leftInRuntime(t testing.TB) []string {
 			continue
 		}
 		id := f[len(f)-1]
-		if _, _, err := e.run(t, nil, "", e.target, "state", id); err == nil {
+		if _, _, err := e.run(t, nil, e.target, "state", id); err == nil {
 			left = append(left, id)
 		}
 	}
@@ -147,7 +147,7 @@ func (e *podmanEngine) load(t testing.TB) {
 done
 exec "$@"`
 	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", e.bin}, e.podmanFl...)
-	out, _, err := e.run(t, e.env(), "", unshare, append(args, "load", "-i", e.imageArchive(t))...)
+	out, _, err := e.run(t, e.env(), unshare, append(args, "load", "-i", e.imageArchive(t))...)
 	if err != nil {
 		t.Fatal(err)
 	}

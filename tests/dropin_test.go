@@ -224,7 +224,7 @@ func (d *dropin) imageArchive(t testing.TB) string {
 // output going to files (a container may inherit the streams and keep a pipe
 // open after the command ends). It returns stdout, stderr and the error,
 // and gives up after dropinCmdTimeout.
-func (d *dropin) run(t testing.TB, env []string, stdin string, bin string, args ...string) (string, string, error) {
+func (d *dropin) run(t testing.TB, env []string, bin string, args ...string) (string, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), dropinCmdTimeout)
 	defer cancel()
@@ -240,9 +240,6 @@ func (d *dropin) run(t testing.TB, env []string, stdin string, bin string, args 
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = outF, errF
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
 	o, _ := os.ReadFile(outF.Name())
@@ -435,9 +432,11 @@ func dropinCgroupRoots() []string {
 	return roots
 }
 
-// dropinRemoveCgroups removes the cgroup parent (relative to every hierarchy's
-// root) and everything below it, deepest first. The processes in it are
-// gone by now: a cgroup that is still busy is an error.
+// dropinRemoveCgroups removes the cgroup parent (relative to every
+// hierarchy's root) and everything below it, deepest first. The engines
+// have removed their containers by now: a process still in one of these
+// cgroups is a container left behind; it is thawed, killed (SIGKILL, by PID)
+// and reported in the error.
 func dropinRemoveCgroups(parent string) error {
 	var errs []error
 	for _, root := range dropinCgroupRoots() {
@@ -450,8 +449,17 @@ func dropinRemoveCgroups(parent string) error {
 			return nil
 		})
 		for i := len(dirs) - 1; i >= 0; i-- {
+			if pids := Lines(dropinRead(filepath.Join(dirs[i], "cgroup.procs"))); len(pids) > 0 {
+				os.WriteFile(filepath.Join(dirs[i], "freezer.state"), []byte("THAWED"), 0o644)
+				for _, p := range pids {
+					if pid, err := strconv.Atoi(p); err == nil {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+				errs = append(errs, fmt.Errorf("cgroup %s still held processes %v: killed them", dirs[i], pids))
+			}
 			var err error
-			for try := 0; try < 50; try++ {
+			for try := 0; try < 100; try++ {
 				// A cgroup whose last process just died may be busy for a moment.
 				if err = unix.Rmdir(dirs[i]); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
 					break
