@@ -379,7 +379,10 @@ func (e *Engine) Tag(ctx context.Context, source, target string) error {
 
 // RemoveOptions are the options of Remove.
 type RemoveOptions struct {
-	Force   bool
+	Force bool
+	// NoPrune is accepted for the API's sake: it spares untagged parent
+	// images, which Berth's images (pulled, loaded or imported whole) do
+	// not have.
 	NoPrune bool
 }
 
@@ -392,7 +395,9 @@ func (e *Engine) Remove(ctx context.Context, name string, opts RemoveOptions) ([
 	if err != nil {
 		return nil, err
 	}
-	if !opts.NoPrune && hasDeleted(resp) {
+	// NoPrune keeps untagged parent images in Docker; Berth's images
+	// have no parent images, so a deleted image's content always goes.
+	if hasDeleted(resp) {
 		if _, err := e.gc(ctx); err != nil {
 			e.log.Warn("garbage collection after image removal", "err", err)
 		}
