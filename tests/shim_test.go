@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/shim"
 	"github.com/berth-project/berth/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -533,6 +534,9 @@ func TestShimReconnect(t *testing.T) {
 		c := spawnShim(t, o, bundle)
 		if err := c.Start(ctx); err != nil {
 			t.Fatalf("start: %v", err)
+		}
+		if _, err := shim.Spawn(ctx, o); !errdefs.IsAlreadyExists(err) {
+			t.Fatalf("second spawn into a served state dir: %v, want already exists", err)
 		}
 		pid := c.Pid()
 		c.Close()

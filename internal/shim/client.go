@@ -97,8 +97,13 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spawn shim for %s: create state dir: %w", o.ID, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, socketName)); err == nil {
-		return nil, errdefs.AlreadyExists(fmt.Errorf("spawn shim for %s: a shim socket already exists in %s", o.ID, dir))
+	if sock := filepath.Join(dir, socketName); fileExists(sock) {
+		conn, err := dialUnix(ctx, sock)
+		if err == nil {
+			conn.Close()
+			return nil, errdefs.AlreadyExists(fmt.Errorf("spawn shim for %s: a shim already serves %s", o.ID, dir))
+		}
+		os.Remove(sock) // left by a shim that died (a host crash, a kill -9)
 	}
 	os.Remove(filepath.Join(dir, exitName))
 	cfg := config{
@@ -599,4 +604,9 @@ func processGone(pid int) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+}
+
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

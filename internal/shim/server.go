@@ -55,12 +55,13 @@ type server struct {
 	init   *proc
 	log    *LogWriter
 
-	mu      sync.Mutex
-	execs   map[string]*proc
-	counter atomic.Int64
-	quit    chan struct{}
-	trimmer *time.Timer
-	ln      *os.File
+	mu       sync.Mutex
+	execs    map[string]*proc
+	counter  atomic.Int64
+	quit     chan struct{}
+	exitOnce sync.Once
+	trimmer  *time.Timer
+	ln       *os.File
 }
 
 // Serve runs the shim for the container described by shim.json in
@@ -616,9 +617,11 @@ func (s *server) handle(conn *os.File) {
 
 // exit stops serving and ends the shim.
 func (s *server) exit() {
-	close(s.quit)
-	os.Remove(filepath.Join(s.dir, socketName))
-	s.ln.Close()
+	s.exitOnce.Do(func() {
+		close(s.quit)
+		os.Remove(filepath.Join(s.dir, socketName))
+		s.ln.Close()
+	})
 }
 
 func (s *server) proc(execID string) (*proc, error) {
