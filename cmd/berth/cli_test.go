@@ -125,8 +125,8 @@ func answersSock(sock string) bool {
 }
 
 // TestAutoStart runs berth in a private mount namespace with tmpfs over
-// /run/berth and /var/lib/berth, so the daemon it starts on the default
-// socket touches nothing of the host; the script stops that daemon by the
+// /run and /var/lib, so the daemon it starts on the default socket touches
+// nothing of the host; the script stops that daemon by the
 // PID in its pid file before the namespace goes.
 func TestAutoStart(t *testing.T) {
 	testutil.RequiresRoot(t)
@@ -134,11 +134,12 @@ func TestAutoStart(t *testing.T) {
 		t.Skip("unshare not available")
 	}
 	bins := buildBinaries(t)
+	// tmpfs over /run and /var/lib (directories that exist) rather than
+	// over new directories: nothing is created on the host.
 	script := `set -e
 mount --make-rprivate /
-mkdir -p /run/berth /var/lib/berth
-mount -t tmpfs tmpfs /run/berth
-mount -t tmpfs tmpfs /var/lib/berth
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/lib
 unset BERTH_HOST DOCKER_HOST
 "$1/berth" images -q
 status=$?
