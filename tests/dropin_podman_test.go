@@ -285,6 +285,21 @@ func TestDropinPodman(t *testing.T) {
 		})
 	})
 
+	t.Run("DeviceAndPrivileged", func(t *testing.T) {
+		// podman writes each device's fileMode with its file type bits
+		// (020666 for /dev/null); runc takes the type from "type".
+		args := append(append([]string{"run", "--rm", "--device", "/dev/null:/dev/berth-null"}, e.runFlags()...), dropinImage,
+			"sh", "-c", "test -c /dev/berth-null && echo device-ok")
+		if out := e.podman(t, args...); !strings.Contains(out, "device-ok") {
+			t.Fatalf("podman run --device printed %q", out)
+		}
+		args = append(append([]string{"run", "--rm", "--privileged"}, e.runFlags()...), dropinImage,
+			"sh", "-c", "test -c /dev/null && grep CapEff /proc/self/status")
+		if out := e.podman(t, args...); !strings.Contains(out, "CapEff") {
+			t.Fatalf("podman run --privileged printed %q", out)
+		}
+	})
+
 	t.Run("MissingCommandError", func(t *testing.T) {
 		_, _, err := e.podmanRun(t, append(append([]string{"run", "--rm"}, e.runFlags()...), dropinImage, "/no/such/command")...)
 		t.Logf("podman run of a missing command: %v", err)

@@ -100,6 +100,33 @@ func TestDropinRuntimeListSkipsOtherEntries(t *testing.T) {
 	}
 }
 
+// podman gives each device's fileMode with the file type bits (020666
+// for a character device); runc takes the type from "type" and creates the
+// node with the permission bits.
+func TestDropinRuntimeDeviceModeWithTypeBits(t *testing.T) {
+	r := newDropinRT(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "test -c /dev/berth-null && stat -c %a /dev/berth-null")
+	s.Linux.CgroupsPath = "/" + dropinCgroupParent(t) + "/c1"
+	mode := os.FileMode(unix.S_IFCHR | 0o640)
+	uid := uint32(0)
+	s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: "/dev/berth-null", Type: "c", Major: 1, Minor: 3, FileMode: &mode, UID: &uid, GID: &uid})
+	testutil.WriteSpec(t, dir, s)
+	out, errOut, err := r.exec("run", "--bundle", dir, "dev1")
+	if err != nil || strings.TrimSpace(out) != "640" {
+		t.Fatalf("run with a device of fileMode %#o: %q (%v): %s", uint32(mode), out, err, errOut)
+	}
+}
+
+// containerd's shim, podman and dockerd run `delete --force` for
+// containers that may be gone already; runc answers it with success.
+func TestDropinRuntimeForceDeleteOfMissingContainer(t *testing.T) {
+	r := newDropinRT(t)
+	r.ok("delete", "--force", "never-created")
+	if msg := r.fails("delete", "never-created"); !strings.Contains(msg, "does not exist") {
+		t.Fatalf("delete without --force of a missing container: %q", msg)
+	}
+}
+
 // containerd's shim is a child subreaper: it reaps a container's init the
 // moment it exits. A container whose process ends at once (docker run --rm
 // busybox echo) must still start: runc's start succeeds once the init has
