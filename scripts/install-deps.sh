@@ -26,3 +26,6 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
+# The engines the drop-in tests run berth-runtime under (containerd, podman,
+# dockerd), installed without leaving their daemons running.
+bash "$(dirname "$0")/install-dropin-deps.sh"
