@@ -22,7 +22,7 @@ demo: deps build
 	bash scripts/demo.sh
 
 # The whole test suite, as CI runs it.
-test: deps build lint unit e2e
+test: deps build lint unit e2e conformance
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -34,6 +34,8 @@ unit:
 e2e:
 	BERTH_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./tests/...
 
+# The OCI runtime-tools validation suite against berth-runtime, checked
+# against tests/conformance/expected-pass.txt (--peers: runc and crun too).
 conformance: build
 	bash scripts/conformance.sh
 
