@@ -30,8 +30,9 @@ func startContainerd(t *testing.T) *containerdEngine {
 	dropinRequirePeer(t, "containerd-shim-runc-v2", "containerd")
 	d := newDropin(t, "containerd")
 	// containerd 1.6 puts shim sockets in /run/containerd/s whatever its state
-	// directory is.
-	d.hostPaths("/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
+	// directory is (and its shim falls back to the runtime root
+	// /run/containerd/runc/<namespace> when a create fails early).
+	d.hostPaths("/run/containerd", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd/runc/"+d.cgroup)
 	e := &containerdEngine{dropin: d, sock: filepath.Join(d.dir, "c.sock"), ns: d.cgroup, runc: filepath.Join(d.dir, "runc"), fifos: filepath.Join(d.dir, "fifo")}
 	conf := filepath.Join(d.dir, "config.toml")
 	// No CRI (it wants CNI), no snapshotters this host cannot serve, and the

@@ -229,6 +229,16 @@ func TestDropinDocker(t *testing.T) {
 		e.requireCalled(t, "exec", "--console-socket")
 	})
 
+	t.Run("Init", func(t *testing.T) {
+		// docker-init (tini), bind-mounted into the container, runs as PID 1.
+		args := append(append([]string{"run", "--rm", "--init"}, dockerRunFlags()...), dropinImage,
+			"sh", "-c", "echo parent-$PPID; tr '\\0' ' ' </proc/1/cmdline")
+		out := e.docker(t, args...)
+		if !strings.Contains(out, "parent-1") || !strings.Contains(out, "init") {
+			t.Fatalf("docker run --init printed %q, want the shell under an init as PID 1", out)
+		}
+	})
+
 	t.Run("MissingCommandError", func(t *testing.T) {
 		_, _, err := e.dockerRun(t, append(append([]string{"run", "--rm"}, dockerRunFlags()...), dropinImage, "/no/such/command")...)
 		t.Logf("docker run of a missing command: %v", err)

@@ -300,6 +300,16 @@ func TestDropinPodman(t *testing.T) {
 		}
 	})
 
+	t.Run("Init", func(t *testing.T) {
+		// catatonit, bind-mounted into the container, runs as PID 1.
+		args := append(append([]string{"run", "--rm", "--init"}, e.runFlags()...), dropinImage,
+			"sh", "-c", "echo parent-$PPID; tr '\\0' ' ' </proc/1/cmdline")
+		out := e.podman(t, args...)
+		if !strings.Contains(out, "parent-1") || !strings.Contains(out, "init") {
+			t.Fatalf("podman run --init printed %q, want the shell under an init as PID 1", out)
+		}
+	})
+
 	t.Run("MissingCommandError", func(t *testing.T) {
 		_, _, err := e.podmanRun(t, append(append([]string{"run", "--rm"}, e.runFlags()...), dropinImage, "/no/such/command")...)
 		t.Logf("podman run of a missing command: %v", err)
