@@ -72,7 +72,7 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn shim for %s: %w", o.ID, err)
 	}
-	if n := len(filepath.Join(dir, socketName)); n > maxSocketPath {
+	if n := len(filepath.Join(dir, tmpSocketName)); n > maxSocketPath {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("spawn shim for %s: socket path in %s is %d bytes, over the %d a unix socket allows", o.ID, dir, n, maxSocketPath))
 	}
 	rt := o.Runtime
@@ -160,6 +160,10 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 		case <-ctx.Done():
 			proc.Signal(syscall.SIGKILL)
 			<-done
+			// The shim may have got as far as creating the container.
+			args := append(append([]string{}, o.RuntimeArgs...), "--root", o.RuntimeRoot, "delete", "--force", o.ID)
+			exec.Command(rt, args...).Run()
+			os.Remove(filepath.Join(dir, socketName))
 			return nil, fmt.Errorf("spawn shim for %s: %w", o.ID, ctx.Err())
 		case <-time.After(delay):
 		}

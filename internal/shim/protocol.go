@@ -26,12 +26,15 @@ import (
 
 // Files in a shim's state directory.
 const (
-	socketName  = "shim.sock"
-	configName  = "shim.json"
-	exitName    = "exit.json"
-	shimLogName = "shim.log"
-	rtLogName   = "runtime.log"
-	initPidName = "init.pid"
+	socketName = "shim.sock"
+	// tmpSocketName is where the shim listens until the container is
+	// created; the longest socket name in the state dir.
+	tmpSocketName = "shim.sock.tmp"
+	configName    = "shim.json"
+	exitName      = "exit.json"
+	shimLogName   = "shim.log"
+	rtLogName     = "runtime.log"
+	initPidName   = "init.pid"
 )
 
 // Operations of the protocol.

@@ -60,7 +60,6 @@ type server struct {
 	counter  atomic.Int64
 	quit     chan struct{}
 	exitOnce sync.Once
-	trimmer  *time.Timer
 	ln       *os.File
 }
 
@@ -70,8 +69,7 @@ type server struct {
 // berth-shim's whole life; it returns an error only when the container
 // could not be created or the socket not served.
 func Serve(stateDir string) error {
-	// A shim lives as long as its container: keep its heap small.
-	// One P is plenty for a process that mostly sleeps, and spares the
+	// A shim lives as long as its container: keep it small. One P is plenty for a process that mostly sleeps, and spares the
 	// per-P caches and threads.
 	goruntime.GOMAXPROCS(1)
 	// A low GC target keeps the heap near its (small) live size; the limit
@@ -94,11 +92,12 @@ func Serve(stateDir string) error {
 	s.env = os.Environ()
 	s.reaper = newReaper()
 
-	// Listen first so that a failed create still leaves nothing behind
-	// but an error; clients only see the socket once create succeeded.
+	// Listen under a temporary name and publish the socket by renaming it
+	// once the container is created: a client that finds shim.sock finds
+	// a created container, and a failed create leaves no socket.
 	sockPath := filepath.Join(stateDir, socketName)
 	os.Remove(sockPath)
-	tmpSock := filepath.Join(stateDir, "shim.sock.tmp")
+	tmpSock := filepath.Join(stateDir, tmpSocketName)
 	os.Remove(tmpSock)
 	ln, err := listenUnix(tmpSock)
 	if err != nil {
@@ -571,25 +570,7 @@ func ReadExit(stateDir string) (ExitStatus, error) {
 	return e, nil
 }
 
-// idleTrimDelay is how long after its last call the shim hands the
-// memory that call used back to the system.
-const idleTrimDelay = 250 * time.Millisecond
-
-// trimSoon schedules a garbage collection that returns free memory to the
-// system once the shim has been idle for idleTrimDelay: a shim spends its
-// life idle, and its resident size is what a host with many containers pays.
-func (s *server) trimSoon() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.trimmer == nil {
-		s.trimmer = time.AfterFunc(idleTrimDelay, debug.FreeOSMemory)
-		return
-	}
-	s.trimmer.Reset(idleTrimDelay)
-}
-
 func (s *server) handle(conn *os.File) {
-	defer s.trimSoon()
 	rd := bufio.NewReaderSize(conn, 4096)
 	var req request
 	if err := readJSONLine(rd, &req); err != nil {
