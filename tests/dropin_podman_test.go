@@ -310,6 +310,27 @@ func TestDropinPodman(t *testing.T) {
 		}
 	})
 
+	t.Run("ExecOptionsAndRestart", func(t *testing.T) {
+		e.podman(t, append(append([]string{"run", "--detach", "--name", "x1"}, e.runFlags()...), dropinImage, "sleep", "1000")...)
+		defer e.podman(t, "rm", "--force", "--time", "0", "x1")
+		out := e.podman(t, "exec", "--user", "1000:1000", "--workdir", "/tmp", "--env", "FOO=bar", "x1",
+			"sh", "-c", "id -u; id -g; pwd; echo $FOO; grep CapEff /proc/self/status")
+		if got := strings.Fields(out); len(got) != 6 || got[0] != "1000" || got[1] != "1000" || got[2] != "/tmp" || got[3] != "bar" || got[5] != "0000000000000000" {
+			t.Fatalf("podman exec --user 1000:1000 --workdir /tmp --env FOO=bar printed %q", out)
+		}
+		e.podman(t, "exec", "--detach", "x1", "sleep", "1000")
+		dropinEventually(t, "the detached exec shows in podman top", func() error {
+			if top := e.podman(t, "top", "x1", "pid", "args"); strings.Count(top, "sleep 1000") != 2 {
+				return fmt.Errorf("podman top:\n%s", top)
+			}
+			return nil
+		})
+		e.podman(t, "restart", "--time", "0", "x1")
+		if out := e.podman(t, "exec", "x1", "echo", "after-restart"); !strings.Contains(out, "after-restart") {
+			t.Fatalf("exec after restart printed %q", out)
+		}
+	})
+
 	t.Run("MissingCommandError", func(t *testing.T) {
 		_, _, err := e.podmanRun(t, append(append([]string{"run", "--rm"}, e.runFlags()...), dropinImage, "/no/such/command")...)
 		t.Logf("podman run of a missing command: %v", err)
