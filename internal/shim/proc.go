@@ -115,7 +115,9 @@ func (p *proc) endOutput() {
 func (p *proc) copyOutput(src *os.File, kind byte, log *lineSplitter, wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer src.Close()
-	buf := make([]byte, 32*1024)
+	// 8 KiB a read: a reader blocks on its own stack with this buffer for
+	// the container's whole life, and a larger one doubles that stack.
+	buf := make([]byte, 8*1024)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {

@@ -60,6 +60,7 @@ type server struct {
 	counter  atomic.Int64
 	quit     chan struct{}
 	exitOnce sync.Once
+	trimmer  *time.Timer
 	ln       *os.File
 }
 
@@ -570,7 +571,26 @@ func ReadExit(stateDir string) (ExitStatus, error) {
 	return e, nil
 }
 
+// idleTrimDelay is how long after a call or an exec ended the shim
+// collects garbage and hands free memory back to the system.
+const idleTrimDelay = 250 * time.Millisecond
+
+// trimSoon schedules that trim, pushing it back while calls keep coming:
+// a shim spends its life idle, and what it holds then is what a host with
+// many containers pays, while its heap target would let it keep garbage
+// from the last burst until the next one.
+func (s *server) trimSoon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trimmer == nil {
+		s.trimmer = time.AfterFunc(idleTrimDelay, debug.FreeOSMemory)
+		return
+	}
+	s.trimmer.Reset(idleTrimDelay)
+}
+
 func (s *server) handle(conn *os.File) {
+	defer s.trimSoon()
 	rd := bufio.NewReaderSize(conn, 4096)
 	var req request
 	if err := readJSONLine(rd, &req); err != nil {
@@ -925,6 +945,7 @@ func (s *server) startExec(p *proc, req request, specPath, pidFile string) error
 		s.watch(p, exit)
 		close(p.exited)
 		s.pruneExecs()
+		s.trimSoon()
 	}()
 	return nil
 }

@@ -89,7 +89,7 @@ func recvFd(conn *os.File) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	buf := make([]byte, 4096)
+	buf := make([]byte, 64)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	var oobn int
 	var rerr error
