@@ -113,7 +113,11 @@ func StartDaemonEnv(t testing.TB, env []string, extra ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(base); err != nil {
+			t.Errorf("remove the daemon's directories: %v", err)
+		}
+	})
 	d := &Daemon{
 		Bin:      bin,
 		DataRoot: filepath.Join(base, "data"),
