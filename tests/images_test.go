@@ -731,3 +731,24 @@ func TestImagesPullProgressStream(t *testing.T) {
 		t.Errorf("final statuses %v", statuses)
 	}
 }
+
+// TestImagesSpecialFiles pulls a layer of device, FIFO, setuid, sticky,
+// xattr, hardlink and symlink entries and checks its snapshot reproduces
+// them (owners, modes, device numbers, mtime, links).
+func TestImagesSpecialFiles(t *testing.T) {
+	f := pushFixtures(t)
+	img, err := testutil.SpecialFilesImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.PushFixture(t, f.Reg, "e2e/special:1", img)
+	forEachClient(t, func(t *testing.T, d *Daemon, c *CLI) {
+		ref := f.ref("e2e/special:1")
+		c.Must(t, "pull", ref)
+		in := inspect(t, c, ref)
+		dirs := snapshotDirs(t, d, in)
+		for _, p := range testutil.CheckSpecialFiles(dirs[1]) {
+			t.Error("snapshot: " + p)
+		}
+	})
+}

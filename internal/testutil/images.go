@@ -98,6 +98,10 @@ type Entry struct {
 	Body     string // file content
 	Linkname string // symlink or hardlink target
 	Mode     int64  // permission bits; 0644 for files, 0755 for directories when zero
+
+	Uid, Gid           int
+	Devmajor, Devminor int64
+	Xattrs             map[string]string // stored as SCHILY.xattr.<name> PAX records
 }
 
 // LayerTar returns an uncompressed layer tar holding entries in order.
@@ -112,6 +116,16 @@ func LayerTar(entries ...Entry) ([]byte, error) {
 			Mode:     e.Mode,
 			ModTime:  FixtureTime,
 			Format:   tar.FormatPAX,
+			Uid:      e.Uid,
+			Gid:      e.Gid,
+			Devmajor: e.Devmajor,
+			Devminor: e.Devminor,
+		}
+		for k, v := range e.Xattrs {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords["SCHILY.xattr."+k] = v
 		}
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
@@ -706,4 +720,85 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// SpecialFilesImage is an OCI image of busybox plus a layer of entries an
+// unpacker must reproduce exactly: a character device, a FIFO, a setuid
+// file and a sticky directory with other owners, an extended attribute, a
+// hardlink and a relative symlink. CheckSpecialFiles checks its snapshot.
+func SpecialFilesImage() (v1.Image, error) {
+	bb, err := BusyboxTar()
+	if err != nil {
+		return nil, err
+	}
+	special, err := LayerTar(
+		Entry{Name: "special", Type: tar.TypeDir},
+		Entry{Name: "special/null", Type: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666},
+		Entry{Name: "special/fifo", Type: tar.TypeFifo, Mode: 0o600},
+		Entry{Name: "special/suid", Body: "#!/bin/sh\n", Mode: 0o4755, Uid: 1000, Gid: 1001},
+		Entry{Name: "special/sticky", Type: tar.TypeDir, Mode: 0o1777, Uid: 65534, Gid: 65534},
+		Entry{Name: "special/xattr", Body: "x\n", Xattrs: map[string]string{"user.berth": "fixture"}},
+		Entry{Name: "special/hard", Type: tar.TypeLink, Linkname: "special/suid"},
+		Entry{Name: "special/rel", Type: tar.TypeSymlink, Linkname: "../special/xattr"},
+	)
+	if err != nil {
+		return nil, err
+	}
+	var layers []v1.Layer
+	for _, tb := range [][]byte{bb, special} {
+		l, err := NewLayer(tb, Gzip, false)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+	}
+	return newImage(false, BusyboxConfig(), hostPlatform(), layers, []string{"busybox-static rootfs", "special files"})
+}
+
+// CheckSpecialFiles checks the unpacked special-files layer at dir (the
+// snapshot of SpecialFilesImage's second layer) and returns every
+// difference. Device nodes are expected only when running as root.
+func CheckSpecialFiles(dir string) []string {
+	var problems []string
+	st := func(name string) *syscall.Stat_t {
+		var s syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(dir, name), &s); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+			return nil
+		}
+		return &s
+	}
+	if s := st("special/null"); s != nil && os.Geteuid() == 0 {
+		if s.Mode&syscall.S_IFMT != syscall.S_IFCHR || s.Rdev != uint64(1<<8|3) || s.Mode&0o777 != 0o666 {
+			problems = append(problems, fmt.Sprintf("special/null: mode %o rdev %d, want a 0666 character device 1:3", s.Mode, s.Rdev))
+		}
+	}
+	if s := st("special/fifo"); s != nil && (s.Mode&syscall.S_IFMT != syscall.S_IFIFO || s.Mode&0o777 != 0o600) {
+		problems = append(problems, fmt.Sprintf("special/fifo: mode %o, want a 0600 FIFO", s.Mode))
+	}
+	if s := st("special/suid"); s != nil {
+		if s.Mode&0o7777 != 0o4755 || s.Uid != 1000 || s.Gid != 1001 {
+			problems = append(problems, fmt.Sprintf("special/suid: mode %o owner %d:%d, want 4755 1000:1001", s.Mode&0o7777, s.Uid, s.Gid))
+		}
+		if s.Nlink != 2 {
+			problems = append(problems, fmt.Sprintf("special/suid: %d links, want 2 (special/hard)", s.Nlink))
+		}
+		if h := st("special/hard"); h != nil && h.Ino != s.Ino {
+			problems = append(problems, "special/hard is not a hardlink of special/suid")
+		}
+		if s.Mtim.Sec != FixtureTime.Unix() {
+			problems = append(problems, fmt.Sprintf("special/suid: mtime %d, want %d", s.Mtim.Sec, FixtureTime.Unix()))
+		}
+	}
+	if s := st("special/sticky"); s != nil && (s.Mode&0o7777 != 0o1777 || s.Uid != 65534 || s.Gid != 65534) {
+		problems = append(problems, fmt.Sprintf("special/sticky: mode %o owner %d:%d, want 1777 65534:65534", s.Mode&0o7777, s.Uid, s.Gid))
+	}
+	buf := make([]byte, 64)
+	if n, err := syscall.Getxattr(filepath.Join(dir, "special/xattr"), "user.berth", buf); err != nil || string(buf[:n]) != "fixture" {
+		problems = append(problems, fmt.Sprintf("special/xattr: user.berth = %q (%v), want fixture", buf[:max(n, 0)], err))
+	}
+	if l, err := os.Readlink(filepath.Join(dir, "special/rel")); err != nil || l != "../special/xattr" {
+		problems = append(problems, fmt.Sprintf("special/rel: link %q (%v), want ../special/xattr", l, err))
+	}
+	return problems
 }

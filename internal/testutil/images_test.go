@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -344,5 +345,35 @@ func TestDirImageKeepsLinksAndOwners(t *testing.T) {
 	cf, _ := img.ConfigFile()
 	if cf.Config.Cmd[0] != "/usr/bin/a" || len(cf.RootFS.DiffIDs) != 1 {
 		t.Errorf("config %+v", cf.Config)
+	}
+}
+
+func TestSpecialFilesImage(t *testing.T) {
+	RequiresRoot(t)
+	img, err := SpecialFilesImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := img.Layers()
+	if len(ls) != 2 {
+		t.Fatalf("%d layers", len(ls))
+	}
+	rc, err := ls[1].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	dir := t.TempDir()
+	if p := CheckSpecialFiles(dir); len(p) == 0 {
+		t.Fatal("an empty directory passed the check")
+	}
+	// GNU tar, as root, is the reference extractor here.
+	cmd := exec.Command("tar", "--xattrs", "--xattrs-include=*", "--same-owner", "-xpf", "-", "-C", dir)
+	cmd.Stdin = rc
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	for _, p := range CheckSpecialFiles(dir) {
+		t.Error(p)
 	}
 }
