@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/runtime/bundle"
 	"github.com/berth-project/berth/internal/runtime/process"
@@ -170,6 +171,9 @@ func cmdDelete(g *globals, args []string) error {
 	}
 	c, err := runtime.Load(g.root, id)
 	if err != nil {
+		if force && errdefs.IsNotFound(err) {
+			return nil // as runc: nothing left to delete
+		}
 		return err
 	}
 	return c.Delete(ctx(), force, g.warn)

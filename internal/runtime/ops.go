@@ -27,17 +27,19 @@ func (c *Container) Start(ctx context.Context, warn func(error)) error {
 	if st := c.Status(); st != StatusCreated {
 		return errdefs.FailedPrecondition(fmt.Errorf("cannot start container %s: it is %s, not created", c.s.ID, st))
 	}
+	// The pidfd first: once the FIFO is open the init goes on, and a
+	// short-lived program may be gone and reaped by the time we look.
+	pidfd, err := unix.PidfdOpen(c.s.Pid, 0)
+	if err != nil {
+		return fmt.Errorf("start %s: init process %d: %w", c.s.ID, c.s.Pid, err)
+	}
+	defer unix.Close(pidfd)
 	path := filepath.Join(c.dir, fifoName)
 	fifo, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("start %s: open exec fifo: %w", c.s.ID, err)
 	}
 	defer unix.Close(fifo)
-	pidfd, err := unix.PidfdOpen(c.s.Pid, 0)
-	if err != nil {
-		return fmt.Errorf("start %s: init process %d: %w", c.s.ID, c.s.Pid, err)
-	}
-	defer unix.Close(pidfd)
 	// The init opens the FIFO for writing, writes one byte, runs the
 	// startContainer hooks and execs, which closes the FIFO. Wait for the
 	// byte and then the close, so that the container's program is running

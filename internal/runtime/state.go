@@ -96,7 +96,9 @@ func List(root string) ([]*Container, error) {
 	}
 	var out []*Container
 	for _, e := range ents {
-		if !e.IsDir() {
+		// The runtime keeps caches beside the containers (".seccomp-cache");
+		// anything that cannot be a container ID is not one.
+		if !e.IsDir() || checkID(e.Name()) != nil {
 			continue
 		}
 		c, err := Load(root, e.Name())

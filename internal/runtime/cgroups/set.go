@@ -430,6 +430,18 @@ func devString(major, minor int64) string {
 
 // setBlockIO writes block I/O weights and throttles.
 func (m *Manager) setBlockIO(b *specs.LinuxBlockIO) error {
+	if b != nil {
+		// A weight of 0 means "not set", as in runc: Docker sends
+		// {"weight": 0} in every container's configuration.
+		nb := *b
+		if nb.Weight != nil && *nb.Weight == 0 {
+			nb.Weight = nil
+		}
+		if nb.LeafWeight != nil && *nb.LeafWeight == 0 {
+			nb.LeafWeight = nil
+		}
+		b = &nb
+	}
 	if b == nil || (b.Weight == nil && b.LeafWeight == nil && len(b.WeightDevice) == 0 &&
 		len(b.ThrottleReadBpsDevice) == 0 && len(b.ThrottleWriteBpsDevice) == 0 &&
 		len(b.ThrottleReadIOPSDevice) == 0 && len(b.ThrottleWriteIOPSDevice) == 0) {

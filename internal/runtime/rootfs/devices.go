@@ -99,20 +99,18 @@ func specDevice(d specs.LinuxDevice) (device, error) {
 		dev.major, dev.minor = uint32(d.Major), uint32(d.Minor)
 	}
 	if d.FileMode != nil {
-		fm := *d.FileMode
-		if fm&^(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
-			return device{}, errdefs.InvalidArgument(fmt.Errorf("device %s: fileMode %#o has bits beyond the permissions", d.Path, uint32(fm)))
+		// fileMode is a Unix mode number. Engines such as Podman include
+		// the file type bits (020600 for a character device): accepted when
+		// they agree with the type, and masked off.
+		raw := uint32(*d.FileMode)
+		if t := raw & unix.S_IFMT; t != 0 && t != dev.typ {
+			return device{}, errdefs.InvalidArgument(fmt.Errorf("device %s: fileMode %#o has file type bits %#o that disagree with type %q", d.Path, raw, t, d.Type))
 		}
-		dev.perm = uint32(fm.Perm())
-		if fm&os.ModeSetuid != 0 {
-			dev.perm |= unix.S_ISUID
+		raw &^= unix.S_IFMT
+		if raw&^0o7777 != 0 {
+			return device{}, errdefs.InvalidArgument(fmt.Errorf("device %s: fileMode %#o has bits beyond the permissions", d.Path, uint32(*d.FileMode)))
 		}
-		if fm&os.ModeSetgid != 0 {
-			dev.perm |= unix.S_ISGID
-		}
-		if fm&os.ModeSticky != 0 {
-			dev.perm |= unix.S_ISVTX
-		}
+		dev.perm = raw
 	}
 	if d.UID != nil {
 		dev.uid = *d.UID
