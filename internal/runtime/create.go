@@ -66,25 +66,12 @@ func Create(ctx context.Context, root, id string, o CreateOpts) (*Container, err
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	if plan.unshare&unix.CLONE_NEWUSER != 0 || hasJoin(plan, unix.CLONE_NEWUSER) {
-		err = process.ValidateInUserNamespace(spec.Process)
-	} else {
-		err = process.Validate(spec.Process)
-	}
-	if err != nil {
+	if err := validateProcess(spec.Process, plan); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	var filter []byte
-	if s := spec.Linux.Seccomp; s != nil {
-		// Compiled once here (and cached across containers), loaded by
-		// the init: a bad profile fails before anything is started.
-		prog, err := seccomp.CompileCached(filepath.Join(root, ".seccomp-cache"), s)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", id, err)
-		}
-		if filter, err = prog.MarshalBinary(); err != nil {
-			return nil, fmt.Errorf("create %s: %w", id, err)
-		}
+	filter, err := compileSeccomp(root, spec.Linux.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	if err := validateSysctl(spec, plan); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -117,6 +104,29 @@ func Create(ctx context.Context, root, id string, o CreateOpts) (*Container, err
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	return c, nil
+}
+
+// validateProcess checks the process against the host, or against a user
+// namespace of its own where the plan gives it one.
+func validateProcess(p *specs.Process, plan *nsPlan) error {
+	if plan.unshare&unix.CLONE_NEWUSER != 0 || hasJoin(plan, unix.CLONE_NEWUSER) {
+		return process.ValidateInUserNamespace(p)
+	}
+	return process.Validate(p)
+}
+
+// compileSeccomp compiles a seccomp profile for the init to load: once per
+// profile, cached under the state root, so that a bad profile fails before
+// anything is started and no container pays for libseccomp twice.
+func compileSeccomp(root string, s *specs.LinuxSeccomp) ([]byte, error) {
+	if s == nil {
+		return nil, nil
+	}
+	prog, err := seccomp.CompileCached(filepath.Join(root, ".seccomp-cache"), s)
+	if err != nil {
+		return nil, err
+	}
+	return prog.MarshalBinary()
 }
 
 func hasJoin(p *nsPlan, flag int) bool {

@@ -11,8 +11,6 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/runtime/cgroups"
-	"github.com/berth-project/berth/internal/runtime/process"
-	"github.com/berth-project/berth/internal/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -63,24 +61,12 @@ func (c *Container) Exec(ctx context.Context, o ExecOpts) (int, error) {
 			path: fmt.Sprintf("/proc/%d/ns/%s", c.s.Pid, procNSNames[ns.Type]),
 		})
 	}
-	var err error
-	if hasJoin(plan, unix.CLONE_NEWUSER) {
-		err = process.ValidateInUserNamespace(p)
-	} else {
-		err = process.Validate(p)
-	}
-	if err != nil {
+	if err := validateProcess(p, plan); err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", c.s.ID, err)
 	}
-	var filter []byte
-	if s := spec.Linux.Seccomp; s != nil {
-		prog, err := seccomp.CompileCached(filepath.Join(c.root, ".seccomp-cache"), s)
-		if err != nil {
-			return -1, fmt.Errorf("exec in %s: %w", c.s.ID, err)
-		}
-		if filter, err = prog.MarshalBinary(); err != nil {
-			return -1, fmt.Errorf("exec in %s: %w", c.s.ID, err)
-		}
+	filter, err := compileSeccomp(c.root, spec.Linux.Seccomp)
+	if err != nil {
+		return -1, fmt.Errorf("exec in %s: %w", c.s.ID, err)
 	}
 
 	if !o.Detach {
