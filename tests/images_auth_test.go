@@ -102,3 +102,45 @@ func TestImagesAuthToken(t *testing.T) {
 		t.Errorf("berthd never asked the token server for repository:team/busybox:pull; scopes asked: %q", reg.TokenRequests()[before:])
 	}
 }
+
+// TestImagesTLSVerification serves the TLS registry on a non-loopback
+// address (not insecure by default): berthd must refuse its self-signed
+// certificate until the CA is trusted (SSL_CERT_FILE), and then pull.
+func TestImagesTLSVerification(t *testing.T) {
+	testutil.RequiresRoot(t)
+	RequireBinary(t, "berthd")
+	if _, err := os.Stat(testutil.RegistryBinary); err != nil {
+		t.Skipf("%s missing", testutil.RegistryBinary)
+	}
+	ip := testutil.NonLoopbackIPv4()
+	if ip == "" {
+		t.Skip("this machine has no non-loopback IPv4 address")
+	}
+	reg := testutil.StartTLSRegistryOn(t, ip, "carol", "pw")
+	testutil.PushBusybox(t, reg.Addr, "tls/busybox:1", reg.RemoteOptions()...)
+	ref := reg.Addr + "/tls/busybox:1"
+	login := func(t *testing.T, c *CLI) error {
+		c.Stdin = reg.Password + "\n"
+		_, _, err := c.Run("login", "--username", reg.User, "--password-stdin", reg.Addr)
+		return err
+	}
+	t.Run("untrusted", func(t *testing.T) {
+		d := StartDaemon(t)
+		c := firstClient(t, d)
+		if err := login(t, c); err == nil {
+			t.Error("login to a registry with an untrusted certificate succeeded")
+		}
+		stderr := strings.ToLower(c.Fails(t, "pull", ref))
+		if !strings.Contains(stderr, "certificate") && !strings.Contains(stderr, "x509") && !strings.Contains(stderr, "tls") {
+			t.Errorf("the error does not name the certificate problem:\n%s", stderr)
+		}
+	})
+	t.Run("trusted", func(t *testing.T) {
+		d := StartDaemonEnv(t, []string{"SSL_CERT_FILE=" + reg.CAPath})
+		c := firstClient(t, d)
+		if err := login(t, c); err != nil {
+			t.Fatal(err)
+		}
+		c.Must(t, "pull", ref)
+	})
+}

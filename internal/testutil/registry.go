@@ -238,8 +238,8 @@ func (r *TLSRegistry) RemoteOptions() []remote.Option {
 }
 
 // SelfSignedCert writes a self-signed ECDSA certificate for 127.0.0.1, ::1
-// and localhost (and the given extra names) and its key into dir; it
-// returns the certificate (also the CA) and key paths.
+// and localhost (and the given extra DNS names or IP addresses) and its key
+// into dir; it returns the certificate (also the CA) and key paths.
 func SelfSignedCert(dir string, names ...string) (certPath, keyPath string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -258,8 +258,15 @@ func SelfSignedCert(dir string, names ...string) (certPath, keyPath string, err 
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		DNSNames:              append([]string{"localhost"}, names...),
+		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -295,8 +302,19 @@ func WriteHtpasswd(path, user, pass string) error {
 // self-signed certificate and htpasswd basic auth for user and pass.
 func StartTLSRegistry(t testing.TB, user, pass string) *TLSRegistry {
 	t.Helper()
+	return StartTLSRegistryOn(t, "", user, pass)
+}
+
+// StartTLSRegistryOn is StartTLSRegistry listening on host (127.0.0.1 when
+// empty), with host in the certificate.
+func StartTLSRegistryOn(t testing.TB, host, user, pass string) *TLSRegistry {
+	t.Helper()
 	dir := t.TempDir()
-	cert, key, err := SelfSignedCert(dir)
+	var names []string
+	if host != "" {
+		names = append(names, host)
+	}
+	cert, key, err := SelfSignedCert(dir, names...)
 	if err != nil {
 		t.Fatalf("tls registry: %v", err)
 	}
@@ -304,7 +322,7 @@ func StartTLSRegistry(t testing.TB, user, pass string) *TLSRegistry {
 	if err := WriteHtpasswd(htpasswd, user, pass); err != nil {
 		t.Fatalf("tls registry: %v", err)
 	}
-	r, err := StartRegistryProcess(filepath.Join(dir, "registry"), RegistryOptions{CertFile: cert, KeyFile: key, HtpasswdFile: htpasswd})
+	r, err := StartRegistryProcess(filepath.Join(dir, "registry"), RegistryOptions{CertFile: cert, KeyFile: key, HtpasswdFile: htpasswd, Host: host})
 	if err != nil {
 		t.Fatalf("start tls registry: %v", err)
 	}
