@@ -86,8 +86,10 @@ func (c *cli) rootCommand() *cobra.Command {
 	)
 	system := &cobra.Command{Use: "system", Short: "Manage Berth"}
 	system.AddCommand(c.infoCommand())
+	root.AddCommand(c.containerGroup(), c.volumeGroup())
+	root.AddCommand(c.containerCommands()...)
 	root.AddCommand(image, system,
-		c.pullCommand(), c.pushCommand(), c.imagesCommand("images"), c.inspectCommand(),
+		c.pullCommand(), c.pushCommand(), c.imagesCommand("images"), c.objectInspectCommand("", "Return low-level information on Berth objects"),
 		c.historyCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.saveCommand(),
 		c.loadCommand(), c.importCommand(), c.loginCommand(), c.logoutCommand(),
 		c.versionCommand(), c.infoCommand(),

@@ -1,0 +1,747 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/docker/cli/opts"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+)
+
+// runOptions holds docker's create/run flags as parsed from the command
+// line; toConfig turns them into the API's create request.
+type runOptions struct {
+	name, hostname, domainname, user, workdir, entrypoint string
+	stopSignal, runtime, network, detachKeys, platform    string
+	restart, pid, ipc, uts, cgroupns, pull                string
+	cpusetCPUs                                            string
+	env, envFile, labels, labelFile, volumes, tmpfs       opts.ListOpts
+	addHosts, devices, sysctls, securityOpts, capAdd      opts.ListOpts
+	capDrop, groupAdd, dns, dnsSearch, dnsOpts, attach    opts.ListOpts
+	publish                                               opts.ListOpts
+	mounts                                                opts.MountOpt
+	ulimits                                               *opts.UlimitOpt
+	memory, memoryReservation, shmSize                    opts.MemBytes
+	memorySwap                                            opts.MemSwapBytes
+	cpus                                                  opts.NanoCPUs
+	cpuShares, pidsLimit, cpuPeriod, cpuQuota             int64
+	blkioWeight                                           uint16
+	oomScoreAdj                                           int
+	stopTimeout                                           int
+	tty, interactive, detach, rm, readOnly, privileged    bool
+	init, oomKillDisable, sigProxy, publishAll            bool
+	healthCmd                                             string
+	healthInterval, healthTimeout, healthStartPeriod      time.Duration
+	healthStartInterval                                   time.Duration
+	healthRetries                                         int
+	noHealthcheck                                         bool
+	flags                                                 *pflag.FlagSet
+}
+
+func newRunOptions() *runOptions {
+	o := &runOptions{ulimits: opts.NewUlimitOpt(nil)}
+	o.env = opts.NewListOpts(opts.ValidateEnv)
+	o.envFile = opts.NewListOpts(nil)
+	o.labels = opts.NewListOpts(opts.ValidateLabel)
+	o.labelFile = opts.NewListOpts(nil)
+	o.volumes = opts.NewListOpts(nil)
+	o.tmpfs = opts.NewListOpts(nil)
+	o.addHosts = opts.NewListOpts(opts.ValidateExtraHost)
+	o.devices = opts.NewListOpts(nil)
+	o.sysctls = opts.NewListOpts(opts.ValidateSysctl)
+	o.securityOpts = opts.NewListOpts(nil)
+	o.capAdd = opts.NewListOpts(nil)
+	o.capDrop = opts.NewListOpts(nil)
+	o.groupAdd = opts.NewListOpts(nil)
+	o.dns = opts.NewListOpts(opts.ValidateIPAddress)
+	o.dnsSearch = opts.NewListOpts(opts.ValidateDNSSearch)
+	o.dnsOpts = opts.NewListOpts(nil)
+	o.attach = opts.NewListOpts(validateStream)
+	o.publish = opts.NewListOpts(nil)
+	return o
+}
+
+func validateStream(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "stdin", "stdout", "stderr":
+		return strings.ToLower(s), nil
+	}
+	return "", fmt.Errorf("valid streams are STDIN, STDOUT and STDERR, not %q", s)
+}
+
+// addFlags registers docker's create flags (run adds -d, --rm is shared).
+func (o *runOptions) addFlags(fl *pflag.FlagSet, run bool) {
+	o.flags = fl
+	fl.SetInterspersed(false)
+	fl.StringVar(&o.name, "name", "", "assign a name to the container")
+	// -h is the host name, as in docker; help has no shorthand here.
+	fl.Bool("help", false, "print usage")
+	fl.StringVarP(&o.hostname, "hostname", "h", "", "container host name")
+	fl.StringVar(&o.domainname, "domainname", "", "container NIS domain name")
+	fl.StringVarP(&o.user, "user", "u", "", "username or UID (format: <name|uid>[:<group|gid>])")
+	fl.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
+	fl.StringVar(&o.entrypoint, "entrypoint", "", "overwrite the default ENTRYPOINT of the image")
+	fl.StringVar(&o.stopSignal, "stop-signal", "", "signal to stop the container")
+	fl.IntVar(&o.stopTimeout, "stop-timeout", 0, "timeout (in seconds) to stop a container")
+	fl.StringVar(&o.runtime, "runtime", "", "runtime to use for this container")
+	fl.StringVar(&o.network, "network", "", "connect a container to a network (none, host)")
+	fl.StringVar(&o.network, "net", "", "connect a container to a network")
+	_ = fl.MarkHidden("net")
+	fl.StringVar(&o.platform, "platform", "", "set platform if server is multi-platform capable")
+	fl.StringVar(&o.restart, "restart", "", "restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)")
+	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
+	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
+	fl.StringVar(&o.uts, "uts", "", "UTS namespace to use")
+	fl.StringVar(&o.cgroupns, "cgroupns", "", "cgroup namespace to use (host|private)")
+	fl.StringVar(&o.pull, "pull", "missing", `pull image before running ("always", "missing", "never")`)
+	fl.StringVar(&o.cpusetCPUs, "cpuset-cpus", "", "CPUs in which to allow execution (0-3, 0,1)")
+	fl.VarP(&o.env, "env", "e", "set environment variables")
+	fl.Var(&o.envFile, "env-file", "read in a file of environment variables")
+	fl.VarP(&o.labels, "label", "l", "set meta data on a container")
+	fl.Var(&o.labelFile, "label-file", "read in a line delimited file of labels")
+	fl.VarP(&o.volumes, "volume", "v", "bind mount a volume")
+	fl.Var(&o.tmpfs, "tmpfs", "mount a tmpfs directory")
+	fl.Var(&o.mounts, "mount", "attach a filesystem mount to the container")
+	fl.Var(&o.addHosts, "add-host", "add a custom host-to-IP mapping (host:ip)")
+	fl.Var(&o.devices, "device", "add a host device to the container")
+	fl.Var(&o.sysctls, "sysctl", "sysctl options")
+	fl.Var(&o.securityOpts, "security-opt", "security options")
+	fl.Var(&o.capAdd, "cap-add", "add Linux capabilities")
+	fl.Var(&o.capDrop, "cap-drop", "drop Linux capabilities")
+	fl.Var(&o.groupAdd, "group-add", "add additional groups to join")
+	fl.Var(&o.dns, "dns", "set custom DNS servers")
+	fl.Var(&o.dnsSearch, "dns-search", "set custom DNS search domains")
+	fl.Var(&o.dnsOpts, "dns-option", "set DNS options")
+	fl.VarP(&o.attach, "attach", "a", "attach to STDIN, STDOUT or STDERR")
+	fl.VarP(&o.publish, "publish", "p", "publish a container's port(s) to the host")
+	fl.BoolVarP(&o.publishAll, "publish-all", "P", false, "publish all exposed ports to random ports")
+	fl.Var(o.ulimits, "ulimit", "ulimit options")
+	fl.Var(&o.memory, "memory", "memory limit")
+	fl.Lookup("memory").Shorthand = "m"
+	fl.Var(&o.memoryReservation, "memory-reservation", "memory soft limit")
+	fl.Var(&o.memorySwap, "memory-swap", "swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+	fl.Var(&o.shmSize, "shm-size", "size of /dev/shm")
+	fl.Var(&o.cpus, "cpus", "number of CPUs")
+	fl.Int64VarP(&o.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight)")
+	fl.Int64Var(&o.cpuPeriod, "cpu-period", 0, "limit CPU CFS (Completely Fair Scheduler) period")
+	fl.Int64Var(&o.cpuQuota, "cpu-quota", 0, "limit CPU CFS (Completely Fair Scheduler) quota")
+	fl.Int64Var(&o.pidsLimit, "pids-limit", 0, "tune container pids limit (set -1 for unlimited)")
+	fl.Uint16Var(&o.blkioWeight, "blkio-weight", 0, "block IO (relative weight), between 10 and 1000, or 0 to disable")
+	fl.IntVar(&o.oomScoreAdj, "oom-score-adj", 0, "tune host's OOM preferences (-1000 to 1000)")
+	fl.BoolVar(&o.oomKillDisable, "oom-kill-disable", false, "disable OOM Killer")
+	fl.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-TTY")
+	fl.BoolVarP(&o.interactive, "interactive", "i", false, "keep STDIN open even if not attached")
+	fl.BoolVar(&o.rm, "rm", false, "automatically remove the container and its associated anonymous volumes when it exits")
+	fl.BoolVar(&o.readOnly, "read-only", false, "mount the container's root filesystem as read only")
+	fl.BoolVar(&o.privileged, "privileged", false, "give extended privileges to this container")
+	fl.BoolVar(&o.init, "init", false, "run an init inside the container that forwards signals and reaps processes")
+	fl.StringVar(&o.healthCmd, "health-cmd", "", "command to run to check health")
+	fl.DurationVar(&o.healthInterval, "health-interval", 0, "time between running the check (ms|s|m|h)")
+	fl.DurationVar(&o.healthTimeout, "health-timeout", 0, "maximum time to allow one check to run (ms|s|m|h)")
+	fl.DurationVar(&o.healthStartPeriod, "health-start-period", 0, "start period for the container to initialize before starting health-retries countdown (ms|s|m|h)")
+	fl.DurationVar(&o.healthStartInterval, "health-start-interval", 0, "time between running the check during the start period (ms|s|m|h)")
+	fl.IntVar(&o.healthRetries, "health-retries", 0, "consecutive failures needed to report unhealthy")
+	fl.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "disable any container-specified HEALTHCHECK")
+	if run {
+		fl.BoolVarP(&o.detach, "detach", "d", false, "run container in background and print container ID")
+		fl.StringVar(&o.detachKeys, "detach-keys", "", "override the key sequence for detaching a container")
+		fl.BoolVar(&o.sigProxy, "sig-proxy", true, "proxy received signals to the process")
+	}
+}
+
+// createRequest is what toConfig produces: the API's create body.
+type createRequest struct {
+	config     *container.Config
+	hostConfig *container.HostConfig
+	networking *network.NetworkingConfig
+}
+
+// toConfig turns the flags, the image and the command into a create
+// request, validating as docker's CLI does.
+func (o *runOptions) toConfig(args []string) (*createRequest, error) {
+	changed := func(name string) bool { return o.flags != nil && o.flags.Changed(name) }
+	if o.publish.Len() > 0 || o.publishAll {
+		return nil, errors.New("publishing ports (-p/--publish, -P) is not supported by berth yet; use --network host to reach the container's ports")
+	}
+	if len(args) == 0 {
+		return nil, errors.New(`"run" requires at least 1 argument`)
+	}
+	img, cmd := args[0], args[1:]
+	env, err := opts.ReadKVEnvStrings(o.envFile.GetSlice(), o.env.GetSlice())
+	if err != nil {
+		return nil, fmt.Errorf("read env file: %w", err)
+	}
+	labels, err := opts.ReadKVStrings(o.labelFile.GetSlice(), o.labels.GetSlice())
+	if err != nil {
+		return nil, fmt.Errorf("read label file: %w", err)
+	}
+	var entrypoint []string
+	if o.entrypoint != "" {
+		entrypoint = []string{o.entrypoint}
+	} else if changed("entrypoint") {
+		entrypoint = []string{""}
+	}
+	restart, err := parseRestart(o.restart)
+	if err != nil {
+		return nil, err
+	}
+	if o.rm && restart.Name != "" && restart.Name != container.RestartPolicyDisabled {
+		return nil, errors.New("conflicting options: cannot specify both --restart and --rm")
+	}
+
+	// -v: host:ctr[:opts] and name:ctr[:opts] are binds; a lone path is an
+	// anonymous volume.
+	var binds []string
+	volumes := map[string]struct{}{}
+	for _, v := range o.volumes.GetSlice() {
+		parts := strings.Split(v, ":")
+		switch {
+		case len(parts) == 1:
+			if !path.IsAbs(v) {
+				return nil, fmt.Errorf("invalid volume specification %q: the container path must be absolute", v)
+			}
+			volumes[path.Clean(v)] = struct{}{}
+		case len(parts) <= 3:
+			if parts[0] == "" || !path.IsAbs(parts[1]) {
+				return nil, fmt.Errorf("invalid volume specification %q: want host-path-or-name:absolute-container-path[:options]", v)
+			}
+			binds = append(binds, v)
+		default:
+			return nil, fmt.Errorf("invalid volume specification %q: too many colons", v)
+		}
+	}
+	tmpfs := map[string]string{}
+	for _, t := range o.tmpfs.GetSlice() {
+		dst, options, _ := strings.Cut(t, ":")
+		if !path.IsAbs(dst) {
+			return nil, fmt.Errorf("invalid tmpfs %q: the container path must be absolute", t)
+		}
+		tmpfs[dst] = options
+	}
+	var devices []container.DeviceMapping
+	for _, d := range o.devices.GetSlice() {
+		dm, err := parseDevice(d)
+		if err != nil {
+			return nil, err
+		}
+		devices = append(devices, dm)
+	}
+	secOpts, err := parseSecurityOpts(o.securityOpts.GetSlice())
+	if err != nil {
+		return nil, err
+	}
+	sysctls := map[string]string{}
+	for _, s := range o.sysctls.GetSlice() {
+		k, v, _ := strings.Cut(s, "=")
+		sysctls[k] = v
+	}
+	var dns []netip.Addr
+	for _, s := range o.dns.GetSlice() {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --dns %q: %w", s, err)
+		}
+		dns = append(dns, a)
+	}
+
+	var health *container.HealthConfig
+	haveHealthOpts := o.healthCmd != "" || o.healthInterval != 0 || o.healthTimeout != 0 ||
+		o.healthStartPeriod != 0 || o.healthRetries != 0 || o.healthStartInterval != 0
+	if o.noHealthcheck {
+		if haveHealthOpts {
+			return nil, errors.New("--no-healthcheck conflicts with --health-* options")
+		}
+		health = &container.HealthConfig{Test: []string{"NONE"}}
+	} else if haveHealthOpts {
+		for name, d := range map[string]time.Duration{"interval": o.healthInterval, "timeout": o.healthTimeout,
+			"start-period": o.healthStartPeriod, "start-interval": o.healthStartInterval} {
+			if d < 0 {
+				return nil, fmt.Errorf("--health-%s cannot be negative", name)
+			}
+		}
+		if o.healthRetries < 0 {
+			return nil, errors.New("--health-retries cannot be negative")
+		}
+		health = &container.HealthConfig{Interval: o.healthInterval, Timeout: o.healthTimeout,
+			StartPeriod: o.healthStartPeriod, StartInterval: o.healthStartInterval, Retries: o.healthRetries}
+		if o.healthCmd != "" {
+			health.Test = []string{"CMD-SHELL", o.healthCmd}
+		}
+	}
+
+	attach := map[string]bool{}
+	for _, s := range o.attach.GetSlice() {
+		attach[s] = true
+	}
+	if o.detach && len(attach) > 0 {
+		return nil, errors.New("conflicting options: cannot specify both --attach and --detach")
+	}
+	cfg := &container.Config{
+		Hostname:    o.hostname,
+		Domainname:  o.domainname,
+		User:        o.user,
+		Tty:         o.tty,
+		OpenStdin:   o.interactive,
+		Env:         env,
+		Cmd:         cmd,
+		Image:       img,
+		Volumes:     volumes,
+		WorkingDir:  o.workdir,
+		Entrypoint:  entrypoint,
+		Labels:      opts.ConvertKVStringsToMap(labels),
+		StopSignal:  o.stopSignal,
+		Healthcheck: health,
+	}
+	if !o.detach {
+		if len(attach) == 0 {
+			cfg.AttachStdout, cfg.AttachStderr = true, true
+			cfg.AttachStdin = o.interactive
+		} else {
+			cfg.AttachStdin, cfg.AttachStdout, cfg.AttachStderr = attach["stdin"], attach["stdout"], attach["stderr"]
+		}
+		if cfg.AttachStdin {
+			cfg.StdinOnce = true
+		}
+	}
+	if changed("stop-timeout") {
+		t := o.stopTimeout
+		cfg.StopTimeout = &t
+	}
+	if o.network == "none" {
+		cfg.NetworkDisabled = true
+	}
+	hc := &container.HostConfig{
+		Binds:          binds,
+		NetworkMode:    container.NetworkMode(o.network),
+		RestartPolicy:  restart,
+		AutoRemove:     o.rm,
+		CapAdd:         o.capAdd.GetSlice(),
+		CapDrop:        o.capDrop.GetSlice(),
+		CgroupnsMode:   container.CgroupnsMode(o.cgroupns),
+		DNS:            dns,
+		DNSOptions:     o.dnsOpts.GetSlice(),
+		DNSSearch:      o.dnsSearch.GetSlice(),
+		ExtraHosts:     o.addHosts.GetSlice(),
+		GroupAdd:       o.groupAdd.GetSlice(),
+		IpcMode:        container.IpcMode(o.ipc),
+		PidMode:        container.PidMode(o.pid),
+		UTSMode:        container.UTSMode(o.uts),
+		OomScoreAdj:    o.oomScoreAdj,
+		Privileged:     o.privileged,
+		ReadonlyRootfs: o.readOnly,
+		SecurityOpt:    secOpts,
+		ShmSize:        o.shmSize.Value(),
+		Runtime:        o.runtime,
+		Mounts:         o.mounts.Value(),
+		Resources: container.Resources{
+			Memory:            o.memory.Value(),
+			MemoryReservation: o.memoryReservation.Value(),
+			MemorySwap:        o.memorySwap.Value(),
+			NanoCPUs:          o.cpus.Value(),
+			CPUShares:         o.cpuShares,
+			CPUPeriod:         o.cpuPeriod,
+			CPUQuota:          o.cpuQuota,
+			CpusetCpus:        o.cpusetCPUs,
+			BlkioWeight:       o.blkioWeight,
+			Devices:           devices,
+			Ulimits:           o.ulimits.GetList(),
+		},
+	}
+	if len(tmpfs) > 0 {
+		hc.Tmpfs = tmpfs
+	}
+	if len(sysctls) > 0 {
+		hc.Sysctls = sysctls
+	}
+	if changed("pids-limit") {
+		p := o.pidsLimit
+		hc.PidsLimit = &p
+	}
+	if changed("oom-kill-disable") {
+		b := o.oomKillDisable
+		hc.OomKillDisable = &b
+	}
+	if changed("init") {
+		b := o.init
+		hc.Init = &b
+	}
+	if o.tty {
+		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			hc.ConsoleSize = [2]uint{uint(h), uint(w)}
+		}
+	}
+	return &createRequest{config: cfg, hostConfig: hc, networking: &network.NetworkingConfig{}}, nil
+}
+
+// parseRestart parses --restart no|on-failure[:N]|always|unless-stopped.
+func parseRestart(s string) (container.RestartPolicy, error) {
+	p, err := opts.ParseRestartPolicy(s)
+	if err != nil {
+		return p, err
+	}
+	switch p.Name {
+	case "", container.RestartPolicyDisabled, container.RestartPolicyOnFailure:
+	case container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		if p.MaximumRetryCount != 0 {
+			return p, fmt.Errorf("invalid restart policy %q: maximum retry count can only be used with 'on-failure'", s)
+		}
+	default:
+		return p, fmt.Errorf("invalid restart policy %q: want no, on-failure[:max-retries], always or unless-stopped", s)
+	}
+	return p, nil
+}
+
+// parseDevice parses --device HOST[:CONTAINER][:PERMISSIONS].
+func parseDevice(s string) (container.DeviceMapping, error) {
+	parts := strings.Split(s, ":")
+	dm := container.DeviceMapping{CgroupPermissions: "rwm"}
+	validPerms := func(p string) bool {
+		if p == "" {
+			return false
+		}
+		for _, c := range p {
+			if !strings.ContainsRune("rwm", c) {
+				return false
+			}
+		}
+		return true
+	}
+	switch len(parts) {
+	case 3:
+		if !validPerms(parts[2]) {
+			return dm, fmt.Errorf("invalid device %q: bad permissions %q (use r, w, m)", s, parts[2])
+		}
+		dm.CgroupPermissions = parts[2]
+		dm.PathInContainer = parts[1]
+	case 2:
+		if validPerms(parts[1]) {
+			dm.CgroupPermissions = parts[1]
+		} else {
+			dm.PathInContainer = parts[1]
+		}
+	case 1:
+	default:
+		return dm, fmt.Errorf("invalid device specification %q", s)
+	}
+	dm.PathOnHost = parts[0]
+	if dm.PathInContainer == "" {
+		dm.PathInContainer = dm.PathOnHost
+	}
+	if !path.IsAbs(dm.PathOnHost) || !path.IsAbs(dm.PathInContainer) {
+		return dm, fmt.Errorf("invalid device %q: paths must be absolute", s)
+	}
+	return dm, nil
+}
+
+// parseSecurityOpts reads a seccomp profile file into the option, as
+// docker's CLI does, so the daemon receives the profile itself.
+func parseSecurityOpts(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			k, v, ok = strings.Cut(s, ":")
+		}
+		if s == "no-new-privileges" {
+			out = append(out, s)
+			continue
+		}
+		if !ok {
+			return nil, fmt.Errorf("invalid --security-opt %q: want key=value", s)
+		}
+		if k == "seccomp" && v != "unconfined" && v != "builtin" {
+			b, err := os.ReadFile(v)
+			if err != nil {
+				return nil, fmt.Errorf("read seccomp profile %s: %w", v, err)
+			}
+			out = append(out, "seccomp="+string(b))
+			continue
+		}
+		out = append(out, k+"="+v)
+	}
+	return out, nil
+}
+
+// startError maps a daemon error on create or start to docker's exit
+// codes: 127 for a command not found, 126 for one that cannot be run,
+// 125 for anything else.
+func startError(err error) error {
+	msg := err.Error()
+	code := 125
+	switch {
+	case strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory") ||
+		strings.Contains(msg, "not found in $PATH"):
+		code = 127
+	case strings.Contains(msg, "permission denied"):
+		code = 126
+	}
+	return statusError{code: code, msg: "berth: " + msg}
+}
+
+// createContainer creates the container, pulling its image first when the
+// daemon does not have it (progress on stderr, as docker does).
+func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOptions, req *createRequest) (string, error) {
+	create := func() (client.ContainerCreateResult, error) {
+		opt := client.ContainerCreateOptions{Config: req.config, HostConfig: req.hostConfig,
+			NetworkingConfig: req.networking, Name: o.name, Image: req.config.Image}
+		if p, err := parsePlatform(o.platform); err != nil {
+			return client.ContainerCreateResult{}, err
+		} else if len(p) == 1 {
+			opt.Platform = &p[0]
+		}
+		return api.ContainerCreate(ctx, opt)
+	}
+	pull := func() error {
+		named, err := reference.ParseNormalizedNamed(req.config.Image)
+		if err != nil {
+			return fmt.Errorf("invalid reference format: %w", err)
+		}
+		named = reference.TagNameOnly(named)
+		auth, err := encodedAuth(reference.Domain(named))
+		if err != nil {
+			return err
+		}
+		plats, err := parsePlatform(o.platform)
+		if err != nil {
+			return err
+		}
+		resp, err := api.ImagePull(ctx, named.String(), client.ImagePullOptions{RegistryAuth: auth, Platforms: plats})
+		if err != nil {
+			return err
+		}
+		defer resp.Close()
+		errOut := &cli{out: c.errw}
+		return errOut.display(resp, nil)
+	}
+	switch o.pull {
+	case "always":
+		if err := pull(); err != nil {
+			return "", err
+		}
+	case "missing", "never", "":
+	default:
+		return "", fmt.Errorf("invalid pull option %q: must be one of \"always\", \"missing\", \"never\"", o.pull)
+	}
+	res, err := create()
+	if err != nil && cerrdefs.IsNotFound(err) && o.pull != "never" && strings.Contains(strings.ToLower(err.Error()), "image") {
+		fmt.Fprintf(c.errw, "Unable to find image '%s' locally\n", req.config.Image)
+		if perr := pull(); perr != nil {
+			return "", perr
+		}
+		res, err = create()
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(c.errw, "WARNING:", w)
+	}
+	return res.ID, nil
+}
+
+func (c *cli) createCommand() *cobra.Command {
+	o := newRunOptions()
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a new container",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			req, err := o.toConfig(args)
+			if err != nil {
+				return statusError{code: 125, msg: "berth: " + err.Error()}
+			}
+			api, err := c.client(ctx)
+			if err != nil {
+				return statusError{code: 125, msg: "berth: " + err.Error()}
+			}
+			id, err := c.createContainer(ctx, api, o, req)
+			if err != nil {
+				return statusError{code: 125, msg: "berth: " + err.Error()}
+			}
+			fmt.Fprintln(c.out, id)
+			return nil
+		},
+	}
+	o.addFlags(cmd.Flags(), false)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return statusError{code: 125, msg: "berth: " + err.Error()}
+	})
+	return cmd
+}
+
+func (c *cli) runCommand() *cobra.Command {
+	o := newRunOptions()
+	cmd := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create and run a new container from an image",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd.Context(), o, args)
+		},
+	}
+	o.addFlags(cmd.Flags(), true)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return statusError{code: 125, msg: "berth: " + err.Error()}
+	})
+	return cmd
+}
+
+func (c *cli) run(ctx context.Context, o *runOptions, args []string) error {
+	req, err := o.toConfig(args)
+	if err != nil {
+		return statusError{code: 125, msg: "berth: " + err.Error()}
+	}
+	cfg := req.config
+	if cfg.Tty && cfg.AttachStdin && !c.inIsTerminal() {
+		return statusError{code: 1, msg: "the input device is not a TTY"}
+	}
+	keys, err := parseDetachKeys(o.detachKeys)
+	if err != nil {
+		return statusError{code: 125, msg: "berth: " + err.Error()}
+	}
+	api, err := c.client(ctx)
+	if err != nil {
+		return statusError{code: 125, msg: "berth: " + err.Error()}
+	}
+	id, err := c.createContainer(ctx, api, o, req)
+	if err != nil {
+		return statusError{code: 125, msg: "berth: " + err.Error()}
+	}
+	if o.detach {
+		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return startError(err)
+		}
+		fmt.Fprintln(c.out, id)
+		return nil
+	}
+	// The attached run outlives an interrupt: signals go to the container.
+	sctx := ctx
+	if o.sigProxy {
+		sctx = context.WithoutCancel(ctx)
+		stop := c.proxySignals(sctx, api, id)
+		defer stop()
+	}
+	resp, err := api.ContainerAttach(sctx, id, client.ContainerAttachOptions{Stream: true,
+		Stdin: cfg.AttachStdin, Stdout: cfg.AttachStdout, Stderr: cfg.AttachStderr, DetachKeys: o.detachKeys})
+	if err != nil {
+		return statusError{code: 125, msg: "berth: attach " + id + ": " + err.Error()}
+	}
+	defer resp.Close()
+	cond := container.WaitConditionNextExit
+	if o.rm {
+		cond = container.WaitConditionRemoved
+	}
+	wait := api.ContainerWait(sctx, id, client.ContainerWaitOptions{Condition: cond})
+	if _, err := api.ContainerStart(sctx, id, client.ContainerStartOptions{}); err != nil {
+		if o.rm {
+			_, _ = api.ContainerRemove(sctx, id, client.ContainerRemoveOptions{Force: true})
+		}
+		return startError(err)
+	}
+	var resize func()
+	if cfg.Tty && c.outIsTerminal() {
+		resize = c.monitorSize(sctx, func(h, w uint) error {
+			_, err := api.ContainerResize(sctx, id, client.ContainerResizeOptions{Height: h, Width: w})
+			return err
+		})
+		defer resize()
+	}
+	var stdin io.Reader
+	if cfg.AttachStdin {
+		stdin = c.in
+	}
+	var stdout, stderr io.Writer
+	if cfg.AttachStdout {
+		stdout = c.out
+	}
+	if cfg.AttachStderr {
+		stderr = c.errw
+	}
+	detached, err := c.stream(sctx, resp.HijackedResponse, streamOptions{tty: cfg.Tty, stdin: stdin, stdout: stdout, stderr: stderr, detachKeys: keys})
+	if err != nil {
+		return err
+	}
+	if detached {
+		return nil
+	}
+	return waitExit(ctx, wait)
+}
+
+// waitExit turns a wait result into the program's exit.
+func waitExit(ctx context.Context, wait client.ContainerWaitResult) error {
+	select {
+	case res := <-wait.Result:
+		if res.Error != nil && res.Error.Message != "" {
+			return statusError{code: 125, msg: "berth: " + res.Error.Message}
+		}
+		if res.StatusCode != 0 {
+			return statusError{code: int(res.StatusCode)}
+		}
+		return nil
+	case err := <-wait.Error:
+		return statusError{code: 125, msg: "berth: wait: " + err.Error()}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *cli) inIsTerminal() bool {
+	f, ok := c.in.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (c *cli) outIsTerminal() bool {
+	f, ok := c.out.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// proxiedSignals are the signals an attached client passes on to the
+// container (docker forwards all but those the terminal and runtime use).
+var proxiedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGCONT, syscall.SIGTSTP}
+
+// proxySignals sends the signals this process receives to the container
+// until the returned function is called.
+func (c *cli) proxySignals(ctx context.Context, api *client.Client, id string) func() {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, proxiedSignals...)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-ch:
+				sig, ok := s.(syscall.Signal)
+				if !ok {
+					continue
+				}
+				if _, err := api.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: strconv.Itoa(int(sig))}); err != nil {
+					fmt.Fprintf(c.errw, "berth: forward signal %d to %s: %v\n", int(sig), id, err)
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
+}
