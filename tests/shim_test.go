@@ -31,23 +31,23 @@ var shimRuntimes = []struct {
 	path func(t *testing.T) string
 }{
 	{"berth-runtime", func(t *testing.T) string { return RequireBinary(t, "berth-runtime") }},
-	{"runc", func(t *testing.T) string { return requireHostBinary(t, "/usr/sbin/runc") }},
-	{"crun", requireCrun},
+	{"runc", func(t *testing.T) string { return shimRequireHostBinary(t, "/usr/sbin/runc") }},
+	{"crun", shimRequireCrun},
 }
 
-// requireCrun returns crun's path, or skips on a host whose cgroup v2
+// shimRequireCrun returns crun's path, or skips on a host whose cgroup v2
 // mount holds controllers next to v1 ones: crun 1.8 refuses that hybrid
 // layout outright ("cgroups in hybrid mode not supported"), with or
 // without --cgroup-manager=disabled.
-func requireCrun(t *testing.T) string {
-	p := requireHostBinary(t, "/usr/bin/crun")
+func shimRequireCrun(t *testing.T) string {
+	p := shimRequireHostBinary(t, "/usr/bin/crun")
 	if b, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers"); err == nil && len(bytes.TrimSpace(b)) > 0 {
 		t.Skipf("crun cannot run on this host: cgroup v2 controllers %q in hybrid mode", bytes.TrimSpace(b))
 	}
 	return p
 }
 
-func requireHostBinary(t *testing.T, p string) string {
+func shimRequireHostBinary(t *testing.T, p string) string {
 	t.Helper()
 	if _, err := os.Stat(p); err != nil {
 		t.Skipf("%s is not installed: %v", p, err)
@@ -129,7 +129,7 @@ func cleanupShim(t *testing.T, o shim.Opts, shimPid int) {
 				return
 			}
 		}
-		if processGone(shimPid) {
+		if shimProcessGone(shimPid) {
 			// Deleted by the test already; make sure the runtime agrees.
 			if out, err := exec.Command(o.Runtime, "--root", o.RuntimeRoot, "state", o.ID).CombinedOutput(); err == nil {
 				t.Errorf("container %s still known to the runtime after its shim exited: %s", o.ID, out)
@@ -143,7 +143,7 @@ func cleanupShim(t *testing.T, o shim.Opts, shimPid int) {
 	})
 }
 
-func processGone(pid int) bool {
+func shimProcessGone(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return true
@@ -152,8 +152,8 @@ func processGone(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }
 
-// readLog returns the entries of a container's log, all of them.
-func readLog(t *testing.T, path string) []shim.LogEntry {
+// shimReadLog returns the entries of a container's log, all of them.
+func shimReadLog(t *testing.T, path string) []shim.LogEntry {
 	t.Helper()
 	var out []shim.LogEntry
 	for e, err := range shim.ReadLogs(shimCtx(t), path, shim.ReadOpts{Tail: -1}) {
@@ -192,7 +192,7 @@ func TestShimRunExitCodeAndLogs(t *testing.T) {
 			t.Fatalf("state after exit: %+v, %v", st, err)
 		}
 		got := map[string]string{}
-		for _, e := range readLog(t, o.LogPath) {
+		for _, e := range shimReadLog(t, o.LogPath) {
 			got[e.Stream] += string(e.Line)
 			if e.Time.IsZero() {
 				t.Errorf("entry without time: %+v", e)
@@ -210,7 +210,7 @@ func TestShimRunExitCodeAndLogs(t *testing.T) {
 		if _, err := c.Delete(ctx, false); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
-		if !processGone(shimPid) {
+		if !shimProcessGone(shimPid) {
 			t.Fatalf("shim %d still runs after delete", shimPid)
 		}
 		if err := exec.Command(runtime, "--root", o.RuntimeRoot, "state", o.ID).Run(); err == nil {
@@ -219,19 +219,19 @@ func TestShimRunExitCodeAndLogs(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
+// shimBuffer is a bytes.Buffer safe for one writer and a polling reader.
+type shimBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *shimBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *shimBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -258,7 +258,7 @@ func TestShimAttachStdin(t *testing.T) {
 
 		// Two clients: one with stdin, one only watching stdout.
 		inR, inW := io.Pipe()
-		var out1, err1, out2 syncBuffer
+		var out1, err1, out2 shimBuffer
 		attached := make(chan struct{}, 2)
 		errs := make(chan error, 2)
 		go func() {
@@ -309,7 +309,7 @@ func TestShimStdinStaysOpenWithoutStdinOnce(t *testing.T) {
 		}
 		// The first client sends a line and ends its input; the
 		// container's stdin stays open.
-		var out1 syncBuffer
+		var out1 shimBuffer
 		actx, cancel := context.WithCancel(ctx)
 		errc := make(chan error, 1)
 		go func() { errc <- c.Attach(actx, strings.NewReader("a\n"), &out1, nil, shim.AttachOpts{}) }()
@@ -319,7 +319,7 @@ func TestShimStdinStaysOpenWithoutStdinOnce(t *testing.T) {
 			t.Fatalf("detached attach returned %v", err)
 		}
 		// A second client still reaches it, then stdin is closed on request.
-		var out2 syncBuffer
+		var out2 shimBuffer
 		go func() { errc <- c.Attach(ctx, strings.NewReader("b\n"), &out2, nil, shim.AttachOpts{}) }()
 		waitFor(t, "second client's echo", func() bool { return strings.Contains(out2.String(), "got b\n") })
 		if err := c.CloseStdin(ctx); err != nil {
@@ -370,7 +370,7 @@ func TestShimDeleteCreated(t *testing.T) {
 		if _, err := c.Delete(ctx, false); err != nil {
 			t.Fatalf("delete created container: %v", err)
 		}
-		if !processGone(c.ShimPid()) {
+		if !shimProcessGone(c.ShimPid()) {
 			t.Fatal("shim still runs")
 		}
 	})
@@ -388,7 +388,7 @@ func TestShimTTYResize(t *testing.T) {
 			t.Fatal("container without a terminal")
 		}
 		inR, inW := io.Pipe()
-		var out syncBuffer
+		var out shimBuffer
 		attached := make(chan struct{})
 		errc := make(chan error, 1)
 		go func() {
@@ -415,7 +415,7 @@ func TestShimTTYResize(t *testing.T) {
 		}
 		// The log holds the terminal's output as stdout.
 		var logged string
-		for _, e := range readLog(t, o.LogPath) {
+		for _, e := range shimReadLog(t, o.LogPath) {
 			if e.Stream != "stdout" {
 				t.Errorf("tty entry on %s", e.Stream)
 			}
@@ -460,7 +460,7 @@ func TestShimExecAndKill(t *testing.T) {
 
 		// A tty exec with an initial size and a resize.
 		inR, inW := io.Pipe()
-		var tout syncBuffer
+		var tout shimBuffer
 		tproc := specs.Process{Args: []string{"sh", "-c", "echo ready; read x; stty size"}, Cwd: "/", Env: []string{"PATH=/bin"}}
 		te, err := c.Exec(ctx, "e2", tproc, shim.Stdio{Stdin: inR, Stdout: &tout, Height: 30, Width: 90}, true)
 		if err != nil {
@@ -480,7 +480,7 @@ func TestShimExecAndKill(t *testing.T) {
 		}
 
 		// Exec output never goes to the container's log.
-		for _, le := range readLog(t, o.LogPath) {
+		for _, le := range shimReadLog(t, o.LogPath) {
 			t.Errorf("unexpected log entry %q", le.Line)
 		}
 
@@ -668,7 +668,7 @@ func TestShimSurvivesSpawnerKill(t *testing.T) {
 		if _, err := os.Stat(o.LogPath + ".1"); err != nil {
 			t.Fatalf("log never rotated: %v", err)
 		}
-		entries := readLog(t, o.LogPath)
+		entries := shimReadLog(t, o.LogPath)
 		if len(entries) != n {
 			t.Fatalf("log holds %d entries, want %d", len(entries), n)
 		}
@@ -721,8 +721,8 @@ func TestShimRSS(t *testing.T) {
 				what string
 				pid  int
 			}{{"idle container", idle.ShimPid()}, {"busy container after 20 execs", c.ShimPid()}} {
-				rss, anon, file := vmRSS(t, m.pid)
-				t.Logf("berth-shim RSS, %s, %s (%s): %d KiB (anonymous %d KiB, file %d KiB shared by all shims; PSS %d KiB)", m.what, when, filepath.Base(runtime), rss, anon, file, pss(t, m.pid))
+				rss, anon, file := shimRSS(t, m.pid)
+				t.Logf("berth-shim RSS, %s, %s (%s): %d KiB (anonymous %d KiB, file %d KiB shared by all shims; PSS %d KiB)", m.what, when, filepath.Base(runtime), rss, anon, file, shimPSS(t, m.pid))
 				if rss > 8*1024 {
 					t.Errorf("shim RSS %d KiB, over twice the 4 MiB goal", rss)
 				}
@@ -735,9 +735,9 @@ func TestShimRSS(t *testing.T) {
 	})
 }
 
-// pss returns a process's proportional set size in KiB: its private
+// shimPSS returns a process's proportional set size in KiB: its private
 // memory plus its share of what it shares, such as the shim binary's pages.
-func pss(t *testing.T, pid int) int {
+func shimPSS(t *testing.T, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
 	if err != nil {
@@ -753,9 +753,9 @@ func pss(t *testing.T, pid int) int {
 	return 0
 }
 
-// vmRSS returns a process's resident set size, total, anonymous and file
+// shimRSS returns a process's resident set size, total, anonymous and file
 // backed, in KiB.
-func vmRSS(t *testing.T, pid int) (rss, anon, file int) {
+func shimRSS(t *testing.T, pid int) (rss, anon, file int) {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
