@@ -343,3 +343,24 @@ func TestReadLogsFollowTruncation(t *testing.T) {
 	}
 	w.Close()
 }
+
+// BenchmarkLogWriter measures the json-file path a container's output
+// takes: 8 KiB reads of 80-byte lines, split, encoded and written, with
+// rotation at 10 MiB over 3 files.
+func BenchmarkLogWriter(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "c.log")
+	w, err := NewLogWriter(path, 10<<20, 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	s := newLineSplitter(w, "stdout")
+	chunk := bytes.Repeat([]byte(strings.Repeat("x", 79)+"\n"), 8*1024/80)
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
