@@ -193,8 +193,9 @@ func TestRuntimeCLISpecAndFeatures(t *testing.T) {
 // master as SCM_RIGHTS; the container sees it as its controlling terminal.
 func TestRuntimeCLIConsoleSocket(t *testing.T) {
 	r := newRT(t)
-	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "tty; test -t 0 && echo is-a-tty; readlink /dev/console || ls -l /dev/console")
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "tty; stty size; test -t 0 && echo is-a-tty; readlink /dev/console || ls -l /dev/console")
 	s.Process.Terminal = true
+	s.Process.ConsoleSize = &specs.Box{Height: 33, Width: 111}
 	testutil.WriteSpec(t, dir, s)
 	sock := filepath.Join(t.TempDir(), "console.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -239,7 +240,7 @@ func TestRuntimeCLIConsoleSocket(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(out.String(), "/dev/pts/0") || !strings.Contains(out.String(), "is-a-tty") {
+	if !strings.Contains(out.String(), "/dev/pts/0") || !strings.Contains(out.String(), "is-a-tty") || !strings.Contains(out.String(), "33 111") {
 		t.Fatalf("terminal output %q", out.String())
 	}
 	r.waitStatus("tty1", specs.StateStopped)

@@ -12,8 +12,8 @@ import (
 
 // setupConsole gives the container a terminal and binds it on
 // /dev/console.
-func setupConsole(socketFD int) error {
-	slavePath, err := openConsole(socketFD)
+func setupConsole(socketFD int, size *specs.Box) error {
+	slavePath, err := openConsole(socketFD, size)
 	if err != nil {
 		return err
 	}
@@ -23,8 +23,9 @@ func setupConsole(socketFD int) error {
 // openConsole makes a terminal for the process, as runc does: it opens a
 // new pty in the container's devpts, sends the master to the console socket
 // (SCM_RIGHTS, with the pty's name as the message), and makes the slave the
-// standard streams and the controlling terminal. It returns the slave's path.
-func openConsole(socketFD int) (string, error) {
+// standard streams and the controlling terminal, sized as process.consoleSize
+// asks. It returns the slave's path.
+func openConsole(socketFD int, size *specs.Box) (string, error) {
 	if socketFD < 0 {
 		return "", fmt.Errorf("console: no console socket")
 	}
@@ -46,6 +47,12 @@ func openConsole(socketFD int) (string, error) {
 		return "", fmt.Errorf("console: open %s: %w", slavePath, err)
 	}
 	defer unix.Close(slave)
+	if size != nil {
+		ws := &unix.Winsize{Row: uint16(size.Height), Col: uint16(size.Width)}
+		if err := unix.IoctlSetWinsize(slave, unix.TIOCSWINSZ, ws); err != nil {
+			return "", fmt.Errorf("console: set size %dx%d: %w", size.Width, size.Height, err)
+		}
+	}
 	rights := unix.UnixRights(master)
 	if err := unix.Sendmsg(socketFD, []byte(slavePath), rights, nil, 0); err != nil {
 		return "", fmt.Errorf("console: send pty master to console socket: %w", err)

@@ -114,7 +114,7 @@ func (in *initProc) setup() error {
 		return err
 	}
 	if spec.Process.Terminal {
-		if err := setupConsole(cfg.ConsoleFD); err != nil {
+		if err := setupConsole(cfg.ConsoleFD, spec.Process.ConsoleSize); err != nil {
 			return err
 		}
 	}
@@ -173,7 +173,7 @@ func (in *initProc) setupExec() error {
 		if _, err := unix.Setsid(); err != nil {
 			return fmt.Errorf("setsid: %w", err)
 		}
-		if _, err := openConsole(cfg.ConsoleFD); err != nil {
+		if _, err := openConsole(cfg.ConsoleFD, p.ConsoleSize); err != nil {
 			return err
 		}
 	}
