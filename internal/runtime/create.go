@@ -76,6 +76,14 @@ func Create(ctx context.Context, root, id string, o CreateOpts) (*Container, err
 	if err := validateSysctl(spec, plan); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
+	if mp := spec.Linux.MemoryPolicy; mp != nil {
+		if _, err := parseMemPolicy(mp); err != nil {
+			return nil, fmt.Errorf("create %s: %w", id, err)
+		}
+	}
+	if err := checkIntelRdt(spec.Linux.IntelRdt); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 	if spec.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("create %s: process.terminal is set but no --console-socket was given", id))
 	}

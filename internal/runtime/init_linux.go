@@ -209,6 +209,15 @@ func (in *initProc) prepareProcess() (*userProcess, error) {
 	// rootfs setup a hand-off between threads.)
 	goruntime.LockOSThread()
 	cfg, p := in.cfg, in.cfg.Spec.Process
+	if mp := cfg.Spec.Linux.MemoryPolicy; mp != nil {
+		pol, err := parseMemPolicy(mp)
+		if err != nil {
+			return nil, err
+		}
+		if err := pol.apply(); err != nil {
+			return nil, err
+		}
+	}
 	u := &userProcess{env: withHome(p.Env, p.User.UID)}
 	var err error
 	if u.argv0, err = lookPath(p.Args[0], u.env); err != nil {

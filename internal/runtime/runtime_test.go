@@ -532,3 +532,33 @@ func TestUnprivilegedUserWithoutCapabilities(t *testing.T) {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
 }
+
+func TestMemoryPolicyAndIntelRdt(t *testing.T) {
+	if _, err := os.Stat("/proc/self/numa_maps"); err != nil {
+		t.Skip("kernel without NUMA")
+	}
+	e := newEnv(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "head -1 /proc/self/numa_maps")
+	s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolBind, Nodes: "0", Flags: []specs.MemoryPolicyFlagType{specs.MpolFStaticNodes}}
+	testutil.WriteSpec(t, dir, s)
+	code, out := e.run("mempol", dir)
+	if code != 0 || !strings.Contains(out, "bind=static:0") {
+		t.Fatalf("exit %d, numa_maps %q: want the bind policy on node 0", code, out)
+	}
+	for _, bad := range []specs.LinuxMemoryPolicy{
+		{Mode: "MPOL_SOMETHING"}, {Mode: specs.MpolBind}, {Mode: specs.MpolBind, Nodes: "3-1"},
+		{Mode: specs.MpolLocal, Nodes: "0"}, {Mode: specs.MpolBind, Nodes: "0", Flags: []specs.MemoryPolicyFlagType{"MPOL_F_X"}},
+	} {
+		s.Linux.MemoryPolicy = &bad
+		testutil.WriteSpec(t, dir, s)
+		if _, err := Create(context.Background(), e.root, "badpol", e.opts(dir)); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("memoryPolicy %+v: %v, want an invalid-argument error", bad, err)
+		}
+	}
+	s.Linux.MemoryPolicy = nil
+	s.Linux.IntelRdt = &specs.LinuxIntelRdt{L3CacheSchema: "L3:0=f"}
+	testutil.WriteSpec(t, dir, s)
+	if _, err := Create(context.Background(), e.root, "rdt", e.opts(dir)); err == nil || !strings.Contains(err.Error(), "intelRdt") {
+		t.Fatalf("intelRdt: %v", err)
+	}
+}
