@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"os/user"
 	"path/filepath"
@@ -56,6 +57,21 @@ type config struct {
 	TLSKey             string   `json:"tlskey"`
 	MaxConcurrentDown  int      `json:"max-concurrent-downloads"`
 	MaxConcurrentUp    int      `json:"max-concurrent-uploads"`
+	// Runtimes are the OCI runtimes containers may name, as dockerd's
+	// "runtimes" ({"name": {"path": ..., "runtimeArgs": [...]}});
+	// DefaultRuntime is the one they get otherwise.
+	Runtimes       map[string]runtimeConfig `json:"runtimes"`
+	DefaultRuntime string                   `json:"default-runtime"`
+	AddRuntimes    []string                 `json:"-"`
+	// LiveRestore is accepted for dockerd compatibility: containers always
+	// outlive berthd under their shims.
+	LiveRestore bool `json:"live-restore"`
+}
+
+// runtimeConfig is one entry of the "runtimes" configuration.
+type runtimeConfig struct {
+	Path        string   `json:"path"`
+	RuntimeArgs []string `json:"runtimeArgs,omitempty"`
 }
 
 func main() {
@@ -94,6 +110,9 @@ func main() {
 	f.StringVar(&cfg.TLSKey, "tlskey", "", "server key")
 	f.IntVar(&cfg.MaxConcurrentDown, "max-concurrent-downloads", 3, "parallel layer downloads per pull")
 	f.IntVar(&cfg.MaxConcurrentUp, "max-concurrent-uploads", 5, "parallel layer uploads per push")
+	f.StringArrayVar(&cfg.AddRuntimes, "add-runtime", nil, "register an OCI runtime as name=path; repeatable")
+	f.StringVar(&cfg.DefaultRuntime, "default-runtime", "berth-runtime", "OCI runtime of containers that name none")
+	f.BoolVar(&cfg.LiveRestore, "live-restore", true, "keep containers running while berthd is down (always on)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berthd:", err)
 		os.Exit(1)
@@ -137,6 +156,11 @@ func loadConfig(cmd *cobra.Command, path string, flags config) (config, error) {
 	set("tlskey", func() { out.TLSKey = flags.TLSKey })
 	set("max-concurrent-downloads", func() { out.MaxConcurrentDown = flags.MaxConcurrentDown })
 	set("max-concurrent-uploads", func() { out.MaxConcurrentUp = flags.MaxConcurrentUp })
+	set("default-runtime", func() { out.DefaultRuntime = flags.DefaultRuntime })
+	out.AddRuntimes = flags.AddRuntimes
+	if out.DefaultRuntime == "" {
+		out.DefaultRuntime = flags.DefaultRuntime
+	}
 	// Defaults for keys neither the file nor the flags set.
 	if out.DataRoot == "" {
 		out.DataRoot = flags.DataRoot
@@ -214,6 +238,16 @@ func run(cfg config) error {
 		return err
 	}
 	defer eng.Close()
+	ccfg, err := containerConfig(cfg)
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
+	if err := eng.EnableContainers(ctx, ccfg); err != nil {
+		closeAll(listeners)
+		return fmt.Errorf("restore containers: %w", err)
+	}
+	defer eng.ContainersShutdown()
 	id, err := daemonID(cfg.DataRoot)
 	if err != nil {
 		closeAll(listeners)
@@ -253,6 +287,46 @@ func run(cfg config) error {
 	}
 	log.Info("berthd stopped")
 	return nil
+}
+
+// containerConfig resolves the shim and runtime binaries: berth-shim and
+// berth-runtime next to berthd's own binary, else on PATH; runtimes from
+// the config file and --add-runtime.
+func containerConfig(cfg config) (engine.ContainerConfig, error) {
+	cc := engine.ContainerConfig{ExecRoot: cfg.ExecRoot, DefaultRuntime: cfg.DefaultRuntime, Runtimes: map[string]string{}}
+	besides := func(name string) string {
+		if self, err := os.Executable(); err == nil {
+			p := filepath.Join(filepath.Dir(self), name)
+			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+				return p
+			}
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		return ""
+	}
+	cc.ShimBinary = besides("berth-shim") // empty: starting containers fails saying so
+	if p := besides("berth-runtime"); p != "" {
+		cc.Runtimes["berth-runtime"] = p
+	}
+	for name, rc := range cfg.Runtimes {
+		if rc.Path == "" {
+			return cc, fmt.Errorf("runtime %q in the config file has no path", name)
+		}
+		if len(rc.RuntimeArgs) > 0 {
+			return cc, fmt.Errorf("runtime %q: runtimeArgs are not supported", name)
+		}
+		cc.Runtimes[name] = rc.Path
+	}
+	for _, a := range cfg.AddRuntimes {
+		name, path, ok := strings.Cut(a, "=")
+		if !ok || name == "" || path == "" {
+			return cc, fmt.Errorf("invalid --add-runtime %q: want name=path", a)
+		}
+		cc.Runtimes[name] = path
+	}
+	return cc, nil
 }
 
 func closeAll(ls []net.Listener) {

@@ -37,6 +37,9 @@ func (s *Server) routes() {
 	// DELETE /images/{name}.
 	m.HandleFunc("/images/{rest...}", s.imageByName)
 
+	// Containers, execs, volumes and events (container*.go, volume.go).
+	s.containerRoutes(m)
+
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.NotFound(fmt.Errorf("page not found")))
 	})

@@ -1,0 +1,448 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/berth-project/berth/internal/engine"
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// containerRoutes registers the container, exec, volume and event routes.
+func (s *Server) containerRoutes(m *http.ServeMux) {
+	m.HandleFunc("POST /containers/create", s.containerCreate)
+	m.HandleFunc("GET /containers/json", s.containerList)
+	m.HandleFunc("POST /containers/prune", s.containerPrune)
+	m.HandleFunc("GET /containers/{id}/json", s.containerInspect)
+	m.HandleFunc("POST /containers/{id}/start", s.containerStart)
+	m.HandleFunc("POST /containers/{id}/stop", s.containerStop)
+	m.HandleFunc("POST /containers/{id}/restart", s.containerRestart)
+	m.HandleFunc("POST /containers/{id}/kill", s.containerKill)
+	m.HandleFunc("POST /containers/{id}/wait", s.containerWait)
+	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
+	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
+	m.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
+	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
+	m.HandleFunc("POST /containers/{id}/pause", s.containerPause)
+	m.HandleFunc("POST /containers/{id}/unpause", s.containerUnpause)
+	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
+	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
+	m.HandleFunc("POST /exec/{id}/start", s.execStart)
+	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
+	m.HandleFunc("GET /exec/{id}/json", s.execInspect)
+	m.HandleFunc("GET /events", s.events)
+	m.HandleFunc("GET /volumes", s.volumeList)
+	m.HandleFunc("POST /volumes/create", s.volumeCreate)
+	m.HandleFunc("POST /volumes/prune", s.volumePrune)
+	m.HandleFunc("GET /volumes/{name}", s.volumeInspect)
+	m.HandleFunc("DELETE /volumes/{name}", s.volumeDelete)
+}
+
+// decodeBody decodes a JSON request body into v; an empty body leaves v.
+func decodeBody(r *http.Request, v any) error {
+	if r.Body == nil {
+		return nil
+	}
+	err := json.NewDecoder(r.Body).Decode(v)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return errdefs.InvalidArgument(fmt.Errorf("invalid JSON body: %w", err))
+	}
+	return nil
+}
+
+func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
+	var req container.CreateRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Config == nil {
+		writeError(w, errdefs.InvalidArgument(fmt.Errorf("config cannot be empty in order to create a container")))
+		return
+	}
+	id, err := s.eng.ContainerCreate(r.Context(), engine.CreateOptions{
+		Name: r.URL.Query().Get("name"), Config: req.Config, HostConfig: req.HostConfig,
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: id, Warnings: []string{}})
+}
+
+func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := parseFilters(q.Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	out, err := s.eng.ContainerList(r.Context(), engine.ContainerListOptions{
+		All: boolValue(r, "all"), Size: boolValue(r, "size"), Limit: limit, Filters: f,
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.ContainerInspect(r.Context(), r.PathValue("id"), boolValue(r, "size"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// noContent answers 204, or 304 when the engine found nothing to do.
+func noContent(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, engine.ErrNotModified):
+		w.WriteHeader(http.StatusNotModified)
+	case err != nil:
+		writeError(w, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (s *Server) containerStart(w http.ResponseWriter, r *http.Request) {
+	noContent(w, s.eng.ContainerStart(r.Context(), r.PathValue("id")))
+}
+
+// stopParams reads the signal and t (timeout seconds) parameters.
+func stopParams(r *http.Request) (string, *int, error) {
+	q := r.URL.Query()
+	var timeout *int
+	if v := q.Get("t"); v != "" {
+		t, err := strconv.Atoi(v)
+		if err != nil {
+			return "", nil, errdefs.InvalidArgument(fmt.Errorf("invalid timeout %q: %w", v, err))
+		}
+		timeout = &t
+	}
+	return q.Get("signal"), timeout, nil
+}
+
+func (s *Server) containerStop(w http.ResponseWriter, r *http.Request) {
+	sig, timeout, err := stopParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	noContent(w, s.eng.ContainerStop(r.Context(), r.PathValue("id"), sig, timeout))
+}
+
+func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
+	sig, timeout, err := stopParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	err = s.eng.ContainerRestart(r.Context(), r.PathValue("id"), sig, timeout)
+	if errors.Is(err, engine.ErrNotModified) {
+		err = nil
+	}
+	noContent(w, err)
+}
+
+func (s *Server) containerKill(w http.ResponseWriter, r *http.Request) {
+	noContent(w, s.eng.ContainerKill(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal")))
+}
+
+// containerWait answers 200 at once and writes the exit status when the
+// condition is met, as Docker does, so clients know the wait is in place.
+func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
+	ch, err := s.eng.ContainerWaitChan(r.Context(), r.PathValue("id"), r.URL.Query().Get("condition"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	code, ok := <-ch
+	if !ok {
+		return
+	}
+	_ = json.NewEncoder(w).Encode(container.WaitResponse{StatusCode: int64(code)})
+}
+
+func (s *Server) containerDelete(w http.ResponseWriter, r *http.Request) {
+	if boolValue(r, "link") {
+		writeError(w, errdefs.InvalidArgument(fmt.Errorf("links are not supported")))
+		return
+	}
+	noContent(w, s.eng.ContainerRemove(r.Context(), r.PathValue("id"), boolValue(r, "force"), boolValue(r, "v")))
+}
+
+func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
+	h, w2, err := sizeParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.eng.ContainerResize(r.Context(), r.PathValue("id"), h, w2); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func sizeParams(r *http.Request) (uint16, uint16, error) {
+	q := r.URL.Query()
+	h, err1 := strconv.ParseUint(q.Get("h"), 10, 16)
+	wd, err2 := strconv.ParseUint(q.Get("w"), 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, 0, errdefs.InvalidArgument(fmt.Errorf("invalid terminal size h=%q w=%q", q.Get("h"), q.Get("w")))
+	}
+	return uint16(h), uint16(wd), nil
+}
+
+func (s *Server) containerPause(w http.ResponseWriter, r *http.Request) {
+	noContent(w, s.eng.ContainerPause(r.Context(), r.PathValue("id")))
+}
+
+func (s *Server) containerUnpause(w http.ResponseWriter, r *http.Request) {
+	noContent(w, s.eng.ContainerUnpause(r.Context(), r.PathValue("id")))
+}
+
+func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {
+	noContent(w, s.eng.ContainerRename(r.Context(), r.PathValue("id"), r.URL.Query().Get("name")))
+}
+
+func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rep, err := s.eng.ContainerPrune(r.Context(), f)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	tty, err := s.eng.ContainerAttachable(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	conn, brw, err := hijack(w, r, streamContentType(r, tty))
+	if err != nil {
+		s.log.Warn("attach", "id", id, "err", err)
+		return
+	}
+	defer conn.Close()
+	out := flushWriter{brw.Writer}
+	stdout, stderr := streamWriters(out, tty)
+	opts := engine.AttachOptions{Logs: boolValue(r, "logs"), Stream: boolValue(r, "stream"), DetachKeys: q.Get("detachKeys")}
+	if boolValue(r, "stdin") {
+		opts.Stdin = brw.Reader
+	}
+	if boolValue(r, "stdout") {
+		opts.Stdout = stdout
+	}
+	if boolValue(r, "stderr") {
+		opts.Stderr = stderr
+	}
+	if err := s.eng.ContainerAttach(r.Context(), id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
+		s.log.Debug("attach ended", "id", id, "err", err)
+		if !tty {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+		}
+	}
+}
+
+func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	wantOut, wantErr := boolValue(r, "stdout"), boolValue(r, "stderr")
+	if !wantOut && !wantErr {
+		writeError(w, errdefs.InvalidArgument(fmt.Errorf("Bad parameters: you must choose at least one stream")))
+		return
+	}
+	now := time.Now()
+	since, err := parseTime(q.Get("since"), now)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := parseTime(q.Get("until"), now)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	tail := -1
+	if v := q.Get("tail"); v != "" && v != "all" {
+		if tail, err = strconv.Atoi(v); err != nil {
+			writeError(w, errdefs.InvalidArgument(fmt.Errorf("invalid tail %q", v)))
+			return
+		}
+	}
+	tty, entries, err := s.eng.ContainerLogs(r.Context(), r.PathValue("id"), engine.LogsOptions{
+		Follow: boolValue(r, "follow"), Since: since, Until: until, Tail: tail,
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", streamContentType(r, tty))
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	stdout, stderr := streamWriters(&lockedWriter{mu: new(sync.Mutex), w: w}, tty)
+	timestamps := boolValue(r, "timestamps")
+	for e, err := range entries {
+		if err != nil {
+			s.log.Debug("read logs", "id", r.PathValue("id"), "err", err)
+			return
+		}
+		dst := stdout
+		if e.Stream == "stderr" {
+			if !wantErr {
+				continue
+			}
+			dst = stderr
+		} else if !wantOut {
+			continue
+		}
+		if _, err := dst.Write(e.Format(timestamps)); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
+	var req container.ExecCreateRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := s.eng.ExecCreate(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, container.ExecCreateResponse{ID: id})
+}
+
+func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req container.ExecStartRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	tty, err := s.eng.ExecTty(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	opts := engine.ExecStartOptions{Detach: req.Detach}
+	if req.ConsoleSize != nil {
+		opts.Height, opts.Width = uint16(req.ConsoleSize[0]), uint16(req.ConsoleSize[1])
+	}
+	if req.Detach {
+		if err := s.eng.ExecStart(r.Context(), id, opts); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	conn, brw, err := hijack(w, r, streamContentType(r, tty))
+	if err != nil {
+		s.log.Warn("exec start", "id", id, "err", err)
+		return
+	}
+	defer conn.Close()
+	opts.Stdout, opts.Stderr = streamWriters(flushWriter{brw.Writer}, tty)
+	opts.Stdin = brw.Reader
+	if err := s.eng.ExecStart(r.Context(), id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
+		s.log.Debug("exec ended", "id", id, "err", err)
+		fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
+	}
+}
+
+func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {
+	h, wd, err := sizeParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.eng.ExecResize(r.Context(), r.PathValue("id"), h, wd); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.ExecInspect(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	now := time.Now()
+	since, err := parseTime(q.Get("since"), now)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := parseTime(q.Get("until"), now)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	f, err := parseFilters(q.Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	past, live := s.eng.Events(r.Context(), since, until, engine.EventFilter(f))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flush := func() {
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+	}
+	for _, m := range past {
+		_ = enc.Encode(m)
+	}
+	flush()
+	if live == nil {
+		return
+	}
+	for m := range live {
+		if err := enc.Encode(m); err != nil {
+			return
+		}
+		flush()
+	}
+}
