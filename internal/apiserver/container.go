@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -264,7 +265,12 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if boolValue(r, "stderr") {
 		opts.Stderr = stderr
 	}
-	if err := s.eng.ContainerAttach(r.Context(), id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
+	// The request's context ends when the client half-closes its side
+	// (end of stdin); the stream lives until the output ends or a write
+	// to the client fails.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	if err := s.eng.ContainerAttach(ctx, id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
 		s.log.Debug("attach ended", "id", id, "err", err)
 		if !tty {
 			fmt.Fprintf(stderr, "Error: %v\n", err)
@@ -377,7 +383,9 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	opts.Stdout, opts.Stderr = streamWriters(flushWriter{brw.Writer}, tty)
 	opts.Stdin = brw.Reader
-	if err := s.eng.ExecStart(r.Context(), id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context())) // as in containerAttach
+	defer cancel()
+	if err := s.eng.ExecStart(ctx, id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
 		s.log.Debug("exec ended", "id", id, "err", err)
 		fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
 	}

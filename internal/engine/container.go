@@ -111,6 +111,7 @@ type ctr struct {
 	// monitorDone is closed when the monitor of the current run ended.
 	monitorDone chan struct{}
 	execs       map[string]*execRecord
+	healthStop  chan struct{}
 }
 
 // containers is the engine's container store.
@@ -385,6 +386,11 @@ func (cs *containers) restore(ctx context.Context) error {
 						c.rec.State.Status = StatePaused
 					} else {
 						c.rec.State.Status = StateRunning
+					}
+					prev := c.rec.State.Health
+					cs.startHealth(c)
+					if prev != nil && c.rec.State.Health != nil {
+						c.rec.State.Health = prev // checks go on from the last status
 					}
 					_ = c.save()
 					c.monitorDone = make(chan struct{})

@@ -161,11 +161,14 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 				res <- err
 			}()
 		})
+		removed := c.removedCh
 		c.mu.Unlock()
 		select {
 		case err = <-res:
 		case <-actx.Done():
 			err = actx.Err()
+		case <-removed:
+			return errdefs.NotFound(fmt.Errorf("container %s was removed", c.rec.ID))
 		}
 	}
 	if detached != nil {

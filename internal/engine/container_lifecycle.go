@@ -405,11 +405,9 @@ func (cs *containers) start(ctx context.Context, c *ctr, byUser bool) error {
 		return fmt.Errorf("start container %s: %w", c.rec.ID, err)
 	}
 	c.shim = cl
-	c.rec.State = ctrState{Status: StateRunning, Pid: cl.Pid(), StartedAt: time.Now().UTC(), Health: c.rec.State.Health}
+	c.rec.State = ctrState{Status: StateRunning, Pid: cl.Pid(), StartedAt: time.Now().UTC()}
 	c.rec.HasBeenStarted = true
-	if c.rec.State.Health != nil {
-		c.rec.State.Health = &container.Health{Status: container.Starting}
-	}
+	cs.startHealth(c)
 	if err := c.save(); err != nil {
 		cs.log.Warn("save container state", "id", c.rec.ID, "err", err)
 	}
@@ -619,6 +617,7 @@ func (cs *containers) finishExit(c *ctr, code int, at time.Time) {
 	c.rec.State.FinishedAt = at.UTC()
 	c.rec.State.OOMKilled = code == 137 && cs.oomKilled(c)
 	c.shim = nil
+	cs.stopHealth(c)
 	if err := c.save(); err != nil {
 		cs.log.Warn("save container state", "id", c.rec.ID, "err", err)
 	}
@@ -1106,6 +1105,7 @@ func (e *Engine) ContainersShutdown() {
 		if c.restartTimer != nil {
 			c.restartTimer.Stop()
 		}
+		cs.stopHealth(c)
 		c.mu.Unlock()
 	}
 	stores.Delete(e)
