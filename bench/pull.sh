@@ -3,7 +3,13 @@
 #   berth pull            (berthd with a fresh data root for every run)
 #   skopeo copy + umoci unpack   (download to an OCI layout, unpack a bundle)
 #   podman pull           (private --root/--runroot, emptied for every run)
-# timed by hyperfine in one run, and print each tool's time relative to berth.
+#   floor                 (for each layer in order: curl GET of the blob from
+#                          the registry | gzip -dc or zstd -dc | tar -x into
+#                          one fresh directory; no verification, no whiteout
+#                          handling, no fsync: the raw download plus
+#                          decompress-and-untar of the same blobs)
+# timed by hyperfine in one run, and print each tool's time relative to berth
+# and berth's time relative to the floor.
 #
 #   bench/pull.sh [--runs N] [--images busybox,multi-layer,debian] [--write-docs]
 #
@@ -40,6 +46,24 @@ if [ "${1:-}" = "__berthd-reset" ]; then
   echo "berthd did not start; log:" >&2; tail -n 20 "$w/berth/berthd.log" >&2; exit 1
 fi
 
+# Internal: the floor contender. Fetch every layer listed in LIST ("gzip|zstd|tar
+# DIGEST" lines, in order, from "pull-driver layers") from the registry and
+# untar it into DEST, which must not exist yet.
+if [ "${1:-}" = "__floor" ]; then
+  dest=$2 reg=$3 name=$4 list=$5
+  mkdir "$dest"
+  while read -r kind digest; do
+    case $kind in
+      gzip) dec=(gzip -dc) ;;
+      zstd) dec=(zstd -dcq) ;;
+      tar) dec=(cat) ;;
+      *) echo "floor: unknown layer kind $kind" >&2; exit 1 ;;
+    esac
+    curl -sfL "http://$reg/v2/$name/blobs/$digest" | "${dec[@]}" | tar -x --numeric-owner -C "$dest"
+  done <"$list"
+  exit 0
+fi
+
 runs=5
 images=busybox,multi-layer,debian
 write_docs=0
@@ -58,7 +82,7 @@ for b in berthd berth; do
   [ -x "$bin/$b" ] || { echo "$bin/$b missing: run make build (or set BERTH_BIN)" >&2; exit 1; }
 done
 missing=()
-for t in docker-registry:docker-registry skopeo:skopeo umoci:umoci hyperfine:hyperfine podman:podman curl:curl; do
+for t in docker-registry:docker-registry skopeo:skopeo umoci:umoci hyperfine:hyperfine podman:podman curl:curl zstd:zstd; do
   command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -66,6 +90,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d /tmp/berth-bench-pull.XXXXXX)
 reg_pid=
 cleanup() {
@@ -109,22 +134,32 @@ podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driv
 while read -r name ref digest nlayers size; do
   [[ ,$images, == *,$name,* ]] || continue
   echo "== $name: $ref ($nlayers layers, $size bytes compressed)" >&2
+  "$work/pull-driver" layers "$ref" "$digest" >"$work/results/$name.layers"
+  repo_name=${ref#*/}; repo_name=${repo_name%:*}
+  floor_cmd="bash $here/pull.sh __floor $work/floor $reg $repo_name $work/results/$name.layers"
+  # The floor must unpack what the others unpack: check one untimed run.
+  rm -rf "$work/floor"; $floor_cmd
+  echo "floor check: $(find "$work/floor" | wc -l) paths, $(du -sb "$work/floor" | cut -f1) bytes" >&2
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   hyperfine --warmup 1 --runs "$runs" --export-json "$work/results/$name.json" --style basic \
     -n berth --prepare "bash $here/pull.sh __berthd-reset $work" \
     "$bin/berth -H unix://$work/berth/berth.sock pull -q $ref" \
     -n skopeo+umoci --prepare "rm -rf $work/oci $work/bundle" \
     "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci:img && umoci unpack --image $work/oci:img $work/bundle" \
     -n podman --prepare "rm -rf $work/podman" \
-    "podman $podman_flags pull -q --tls-verify=false $ref"
-  echo "$name $ref $nlayers $size" >>"$work/results/images.txt"
+    "podman $podman_flags pull -q --tls-verify=false $ref" \
+    -n floor --prepare "rm -rf $work/floor" \
+    "$floor_cmd"
+  echo "$name $ref $nlayers $size $load_before $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/results/images.txt"
 done <"$work/pushed.txt"
 
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 report=$("$work/pull-driver" report "$work"/results/*.json)
 echo "$report"
 
 if [ "$write_docs" = 1 ]; then
   {
-    echo "## Pull: berth vs skopeo + umoci vs podman"
+    echo "## Pull: berth vs skopeo + umoci vs podman vs the floor"
     echo
     echo "Command: \`sudo $cmdline\` (commit $(cd "$repo" && git rev-parse --short HEAD), $(date -u +%Y-%m-%d))."
     echo
@@ -133,14 +168,23 @@ if [ "$write_docs" = 1 ]; then
     echo "to a fresh OCI layout followed by \`umoci unpack\` into a bundle, and \`podman pull\` with an"
     echo "emptied private --root (overlay driver). All three download, verify and unpack every layer."
     echo
-    echo "Images:"
+    echo "The floor is the raw download plus decompress-and-untar of the same blobs: for each layer, in"
+    echo "manifest order, \`curl\` GETs /v2/<repo>/blobs/<digest> from the same registry and pipes it through"
+    echo "\`gzip -dc\` or \`zstd -dc\` (by the layer's media type) into \`tar -x --numeric-owner\` into one fresh"
+    echo "directory (removed in --prepare). It is a minimal unpack: no digest verification, no whiteout"
+    echo "handling, no per-layer snapshots, no fsync or syncfs, and the manifest is resolved before timing."
     echo
-    while read -r name ref nlayers size; do
-      echo "- $name: $nlayers layer(s), $size bytes compressed"
+    echo "Images (load average 1/5/15 min before and after each image's hyperfine run):"
+    echo
+    while read -r name ref nlayers size l1 l5 l15 e1 e5 e15; do
+      echo "- $name: $nlayers layer(s), $size bytes compressed; load $l1 $l5 $l15 before, $e1 $e5 $e15 after"
     done <"$work/results/images.txt"
     echo
+    echo "Load average at the start of the script: $load_start; at the end: $load_end."
+    echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r);"
-    echo "$(skopeo --version), $(umoci --version), $(podman --version), $(hyperfine --version)."
+    echo "$(skopeo --version), $(umoci --version), $(podman --version), $(hyperfine --version);"
+    echo "floor: $(curl --version | head -n1 | cut -d' ' -f1-2), $(gzip --version | head -n1), $(zstd --version | head -n1 | tr -d '*'), $(tar --version | head -n1)."
     echo "$report"
   } >"$repo/docs/benchmarks-pull.md"
   echo "wrote docs/benchmarks-pull.md" >&2

@@ -1,10 +1,14 @@
 // Command pull is the driver of Berth's pull benchmark (bench/pull.sh): it
 // builds the benchmark images (busybox, the multi-layer fixture and a
-// Debian root filesystem) and pushes them to a local registry, and it turns
-// hyperfine's JSON results into the Markdown table of docs/benchmarks-pull.md
-// with each tool's time relative to berth.
+// Debian root filesystem) and pushes them to a local registry, lists an
+// image's layers (media type and digest, in order) for the "floor"
+// contender that fetches and untars them with curl, a decompressor and tar,
+// and it turns hyperfine's JSON results into the Markdown table of
+// docs/benchmarks-pull.md with each tool's time relative to berth and
+// berth's time relative to the floor.
 //
 //	pull push -registry 127.0.0.1:5000 [-debian /var/cache/berth-test/debian-rootfs]
+//	pull layers 127.0.0.1:5000/bench/debian:12 sha256:...
 //	pull report results/*.json
 package main
 
@@ -13,6 +17,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,13 +30,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: pull push -registry HOST:PORT [-debian DIR] | pull report FILE.json...")
+		fmt.Fprintln(os.Stderr, "usage: pull push -registry HOST:PORT [-debian DIR] | pull layers REF DIGEST | pull report FILE.json...")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "push":
 		err = push(os.Args[2:])
+	case "layers":
+		err = layers(context.Background(), os.Args[2:])
 	case "report":
 		err = report(os.Args[2:])
 	default:
@@ -100,6 +108,78 @@ func imageSize(img v1.Image) (int64, int, error) {
 	return total, len(ls), nil
 }
 
+// layers prints "<kind> <digest>" for every layer of the manifest DIGEST in
+// the repository of REF (host:port/repo:tag, plain HTTP), in order, where
+// kind is gzip, zstd or tar from the layer's media type. The floor
+// contender of bench/pull.sh reads this list.
+func layers(ctx context.Context, args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("layers: want REF DIGEST, got %d arguments", len(args))
+	}
+	ref, digest := args[0], args[1]
+	host, repo, ok := strings.Cut(ref, "/")
+	if !ok {
+		return fmt.Errorf("layers: reference %q has no registry host", ref)
+	}
+	if i := strings.LastIndexAny(repo, ":@"); i > 0 {
+		repo = repo[:i]
+	}
+	url := "http://" + host + "/v2/" + repo + "/manifests/" + digest
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("layers: request %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("layers: get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("layers: get %s: status %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("layers: read manifest %s: %w", url, err)
+	}
+	var m struct {
+		Layers []struct {
+			MediaType string `json:"mediaType"`
+			Digest    string `json:"digest"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return fmt.Errorf("layers: decode manifest %s: %w", url, err)
+	}
+	if len(m.Layers) == 0 {
+		return fmt.Errorf("layers: manifest %s lists no layers (an index?)", url)
+	}
+	for _, l := range m.Layers {
+		kind, err := layerKind(l.MediaType)
+		if err != nil {
+			return fmt.Errorf("layers: layer %s: %w", l.Digest, err)
+		}
+		if !strings.HasPrefix(l.Digest, "sha256:") || strings.ContainsAny(l.Digest, "/ \n") {
+			return fmt.Errorf("layers: layer digest %q is not a sha256 digest", l.Digest)
+		}
+		fmt.Printf("%s %s\n", kind, l.Digest)
+	}
+	return nil
+}
+
+// layerKind maps a layer media type to the decompressor the floor runs.
+func layerKind(mt string) (string, error) {
+	switch {
+	case strings.HasSuffix(mt, "tar+gzip"), strings.HasSuffix(mt, "tar.gzip"):
+		return "gzip", nil
+	case strings.HasSuffix(mt, "tar+zstd"):
+		return "zstd", nil
+	case strings.HasSuffix(mt, ".tar"), mt == "application/vnd.docker.image.rootfs.diff.tar":
+		return "tar", nil
+	}
+	return "", fmt.Errorf("unsupported layer media type %q", mt)
+}
+
 // hyperfineResult is the part of hyperfine's --export-json output used here.
 type hyperfineResult struct {
 	Results []struct {
@@ -115,7 +195,8 @@ type hyperfineResult struct {
 
 // report prints one Markdown table per JSON file (named <image>.json): every
 // command's mean, standard deviation and median, and its mean relative to
-// the command named berth (hyperfine's -n names).
+// the command named berth (hyperfine's -n names), then berth's mean relative
+// to the command named floor when there is one.
 func report(files []string) error {
 	sort.Strings(files)
 	for _, f := range files {
@@ -127,10 +208,13 @@ func report(files []string) error {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return fmt.Errorf("decode %s: %w", f, err)
 		}
-		var base float64
+		var base, floor float64
 		for _, res := range r.Results {
-			if res.Command == "berth" {
+			switch res.Command {
+			case "berth":
 				base = res.Mean
+			case "floor":
+				floor = res.Mean
 			}
 		}
 		fmt.Printf("\n#### %s\n\n", strings.TrimSuffix(filepath.Base(f), ".json"))
@@ -143,6 +227,9 @@ func report(files []string) error {
 			}
 			fmt.Printf("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
 				res.Command, len(res.Times), res.Mean, res.Stddev, res.Median, res.Min, res.Max, ratio)
+		}
+		if base > 0 && floor > 0 {
+			fmt.Printf("\nberth / floor: %.2f× (goal: at most 1.20×)\n", base/floor)
 		}
 	}
 	return nil
