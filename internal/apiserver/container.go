@@ -36,6 +36,9 @@ func (s *Server) containerRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /containers/{id}/unpause", s.containerUnpause)
 	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
 	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
+	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
+	m.HandleFunc("GET /containers/{id}/stats", s.containerStats)
+	m.HandleFunc("POST /containers/{id}/update", s.containerUpdate)
 	m.HandleFunc("POST /exec/{id}/start", s.execStart)
 	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
 	m.HandleFunc("GET /exec/{id}/json", s.execInspect)
@@ -453,4 +456,53 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		flush()
 	}
+}
+
+func (s *Server) containerTop(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.ContainerTop(r.Context(), r.PathValue("id"), r.URL.Query().Get("ps_args"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) containerStats(w http.ResponseWriter, r *http.Request) {
+	stream := true
+	if v := r.URL.Query().Get("stream"); v != "" {
+		stream = boolValue(r, "stream")
+	}
+	started := false
+	enc := json.NewEncoder(w)
+	err := s.eng.ContainerStats(r.Context(), r.PathValue("id"), stream, boolValue(r, "one-shot"), func(st container.StatsResponse) error {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+		}
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		return nil
+	})
+	if err != nil && !started {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) containerUpdate(w http.ResponseWriter, r *http.Request) {
+	var upd container.UpdateConfig
+	if err := decodeBody(r, &upd); err != nil {
+		writeError(w, err)
+		return
+	}
+	warnings, err := s.eng.ContainerUpdate(r.Context(), r.PathValue("id"), upd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, container.UpdateResponse{Warnings: warnings})
 }
