@@ -37,6 +37,11 @@ func (s *Server) containerRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
 	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
 	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
+	m.HandleFunc("GET /containers/{id}/archive", s.containerArchive) // and HEAD
+	m.HandleFunc("PUT /containers/{id}/archive", s.containerExtract)
+	m.HandleFunc("GET /containers/{id}/export", s.containerExport)
+	m.HandleFunc("GET /containers/{id}/changes", s.containerChanges)
+	m.HandleFunc("POST /commit", s.commit)
 	m.HandleFunc("GET /containers/{id}/stats", s.containerStats)
 	m.HandleFunc("POST /containers/{id}/update", s.containerUpdate)
 	m.HandleFunc("POST /exec/{id}/start", s.execStart)

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -431,7 +432,7 @@ func copyImageContent(rootfs, dest, data string) error {
 			if err := os.Symlink(link, target); err != nil {
 				return err
 			}
-			st := info.Sys().(*unix.Stat_t)
+			st := info.Sys().(*syscall.Stat_t)
 			return unix.Lchown(target, int(st.Uid), int(st.Gid))
 		case info.Mode().IsRegular():
 			if err := copyRegular(p, target, info.Mode().Perm()); err != nil {
@@ -445,7 +446,7 @@ func copyImageContent(rootfs, dest, data string) error {
 }
 
 func copyOwnership(fi os.FileInfo, target string) error {
-	st := fi.Sys().(*unix.Stat_t)
+	st := fi.Sys().(*syscall.Stat_t)
 	if err := os.Lchown(target, int(st.Uid), int(st.Gid)); err != nil {
 		return err
 	}
