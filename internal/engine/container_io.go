@@ -136,14 +136,17 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 		if err != nil {
 			return err
 		}
-		dr := &detachReader{r: stdin, keys: keys, cancel: cancel, done: make(chan struct{})}
+		c.mu.Lock()
+		tty := c.rec.Config.Tty
+		c.mu.Unlock()
+		dr := &detachReader{r: stdin, keys: keys, cancel: cancel, done: make(chan struct{}), eofEnds: tty}
 		defer close(dr.done)
 		detached = make(chan struct{})
 		dr.detached = detached
 		stdin = dr
 	}
 	c.mu.Lock()
-	closeStdin := c.rec.Config.StdinOnce
+	closeStdin := c.rec.Config.StdinOnce && !c.rec.Config.Tty
 	ao := shim.AttachOpts{CloseStdin: closeStdin}
 	var res chan error
 	if c.shim != nil && c.running() {
@@ -228,6 +231,9 @@ type detachReader struct {
 	cancel   func()
 	done     chan struct{}
 	detached chan struct{}
+	// eofEnds: the end of stdin ends the attach instead of reaching the
+	// process (terminals).
+	eofEnds bool
 }
 
 func (d *detachReader) Read(p []byte) (int, error) {
@@ -259,6 +265,12 @@ func (d *detachReader) Read(p []byte) (int, error) {
 		d.pending = out.Bytes()
 		if err != nil {
 			if len(d.pending) == 0 {
+				if d.eofEnds && errors.Is(err, io.EOF) {
+					// A terminal's stdin is never closed by a client
+					// going away (as Docker): the attach just ends.
+					d.cancel()
+					<-d.done
+				}
 				return 0, err
 			}
 			break

@@ -494,7 +494,7 @@ func (cs *containers) spawn(ctx context.Context, c *ctr) (*shim.Client, error) {
 		Runtime:     cs.cfg.Runtimes[c.rec.Runtime],
 		RuntimeRoot: filepath.Join(cs.cfg.ExecRoot, "runtime", c.rec.Runtime),
 		LogPath:     c.logPath(), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
-		OpenStdin: c.rec.Config.OpenStdin, StdinOnce: c.rec.Config.StdinOnce,
+		OpenStdin: c.rec.Config.OpenStdin, StdinOnce: c.rec.Config.StdinOnce && !c.rec.Config.Tty,
 		ConsoleHeight: uint16(hc.ConsoleSize[0]), ConsoleWidth: uint16(hc.ConsoleSize[1]),
 	})
 	if err != nil {

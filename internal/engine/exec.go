@@ -215,7 +215,7 @@ func (e *Engine) ExecStart(ctx context.Context, id string, opts ExecStartOptions
 		if x.cfg.AttachStdin && opts.Stdin != nil {
 			keys, _ := parseDetachKeys(x.cfg.DetachKeys)
 			detached = make(chan struct{})
-			dr = &detachReader{r: opts.Stdin, keys: keys, cancel: cancel, done: make(chan struct{}), detached: detached}
+			dr = &detachReader{r: opts.Stdin, keys: keys, cancel: cancel, done: make(chan struct{}), detached: detached, eofEnds: x.cfg.Tty}
 			stdio.Stdin = dr
 		}
 		if x.cfg.AttachStdout {
