@@ -94,6 +94,7 @@ func mainWithCode(args []string) int {
 		usage(os.Stdout)
 		return 0
 	}
+	g.logf("debug", "berth-runtime %s %v (root %s)", name, rest[1:], g.root)
 	cmd := commandFor(name)
 	if cmd == nil {
 		g.fail(fmt.Errorf("unknown command %q", name))
