@@ -341,3 +341,32 @@ func TestRuntimeCLIExec(t *testing.T) {
 		t.Fatalf("exec in a stopped container: %q", msg)
 	}
 }
+
+// Errors go to --log as JSON lines, which containerd's runc shim reads back,
+// and to stderr; --debug adds the commands.
+func TestRuntimeCLILogFile(t *testing.T) {
+	r := newRT(t)
+	logPath := filepath.Join(t.TempDir(), "log.json")
+	msg := r.fails("--log", logPath, "--log-format", "json", "--debug", "state", "nosuch")
+	if !strings.Contains(msg, "container nosuch does not exist") {
+		t.Fatalf("stderr %q", msg)
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var levels []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct{ Level, Msg, Time string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Time == "" {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		levels = append(levels, e.Level+": "+e.Msg)
+	}
+	if len(levels) != 2 || !strings.HasPrefix(levels[0], "debug: berth-runtime state") || levels[1] != "error: container nosuch does not exist" {
+		t.Fatalf("log entries %q", levels)
+	}
+	if msg := r.fails("--log-format", "xml", "list"); !strings.Contains(msg, "xml") {
+		t.Fatalf("bad --log-format: %q", msg)
+	}
+}
