@@ -262,6 +262,10 @@ func (d *detachReader) Read(p []byte) (int, error) {
 			}
 			out.WriteByte(b)
 		}
+		if err != nil && len(d.held) > 0 {
+			out.Write(d.held) // a partial sequence at the end is input
+			d.held = d.held[:0]
+		}
 		d.pending = out.Bytes()
 		if err != nil {
 			if len(d.pending) == 0 {
