@@ -500,7 +500,7 @@ func startError(err error) error {
 func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOptions, req *createRequest) (string, error) {
 	create := func() (client.ContainerCreateResult, error) {
 		opt := client.ContainerCreateOptions{Config: req.config, HostConfig: req.hostConfig,
-			NetworkingConfig: req.networking, Name: o.name, Image: req.config.Image}
+			NetworkingConfig: req.networking, Name: o.name}
 		if p, err := parsePlatform(o.platform); err != nil {
 			return client.ContainerCreateResult{}, err
 		} else if len(p) == 1 {
