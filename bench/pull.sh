@@ -184,7 +184,7 @@ if [ "$write_docs" = 1 ]; then
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r);"
     echo "$(skopeo --version), $(umoci --version), $(podman --version), $(hyperfine --version);"
-    echo "floor: $(curl --version | head -n1 | cut -d' ' -f1-2), $(gzip --version | head -n1), $(zstd --version | head -n1 | tr -d '*'), $(tar --version | head -n1)."
+    echo "floor: $(curl --version | head -n1 | cut -d' ' -f1-2), $(gzip --version | head -n1), zstd $(zstd --version | grep -o 'v[0-9.]*' | head -n1), $(tar --version | head -n1)."
     echo "$report"
   } >"$repo/docs/benchmarks-pull.md"
   echo "wrote docs/benchmarks-pull.md" >&2
