@@ -180,6 +180,11 @@ func (c *cli) attachCommand() *cobra.Command {
 				stop := c.proxySignals(sctx, api, ct.ID)
 				defer stop()
 			}
+			// The exit code comes from a wait made before attaching, so it
+			// sees this run's end.
+			wctx, cancelWait := context.WithCancel(sctx)
+			defer cancelWait()
+			wait := api.ContainerWait(wctx, ct.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 			resp, err := api.ContainerAttach(sctx, ct.ID, client.ContainerAttachOptions{Stream: true,
 				Stdin: stdin, Stdout: true, Stderr: true, DetachKeys: detachKeys})
 			if err != nil {
@@ -201,12 +206,7 @@ func (c *cli) attachCommand() *cobra.Command {
 			if err != nil || detached {
 				return err
 			}
-			// The container's exit code, once it has stopped.
-			res, err := api.ContainerInspect(sctx, ct.ID, client.ContainerInspectOptions{})
-			if err == nil && res.Container.State != nil && !res.Container.State.Running && res.Container.State.ExitCode != 0 {
-				return statusError{code: res.Container.State.ExitCode}
-			}
-			return nil
+			return waitExit(ctx, wait)
 		},
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach STDIN")
