@@ -11,13 +11,19 @@
 # timed by hyperfine in one run, and print each tool's time relative to berth
 # and berth's time relative to the floor.
 #
-#   bench/pull.sh [--runs N] [--images busybox,multi-layer,debian] [--write-docs]
+#   bench/pull.sh [--runs N] [--images busybox,multi-layer,debian] [--scratch-fs SIZE] [--write-docs]
 #
 # The images are built by bench/pull (busybox from busybox-static, the
 # multi-layer test fixture, and Debian bookworm from
 # scripts/make-debian-rootfs.sh) and pushed to Debian's docker-registry on a
 # free loopback port. With --write-docs the results and this exact command go
 # to docs/benchmarks-pull.md. Needs root; installs podman with apt if missing.
+#
+# --scratch-fs SIZE (e.g. 8G) puts every store on a new ext4 file system with
+# a journal, loop-mounted in a private mount namespace and removed at the end.
+# Use it where /tmp is ext4 without a journal: there the inode allocator skips
+# every inode freed in the last 60-360 s, and since each run deletes the
+# previous run's tree, inode creation dominates every contender's time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -64,18 +70,21 @@ if [ "${1:-}" = "__floor" ]; then
   exit 0
 fi
 
+orig_args=("$@")
 runs=5
 images=busybox,multi-layer,debian
 write_docs=0
+scratch=
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --images) images=$2; shift 2 ;;
     --write-docs) write_docs=1; shift ;;
+    --scratch-fs) scratch=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cmdline="bench/pull.sh --runs $runs --images $images"
+cmdline="bench/pull.sh --runs $runs --images $images${scratch:+ --scratch-fs $scratch}"
 
 [ "$(id -u)" = 0 ] || { echo "bench/pull.sh needs root" >&2; exit 1; }
 for b in berthd berth; do
@@ -90,13 +99,36 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# With --scratch-fs, run the rest in a private mount namespace so the scratch
+# file system is never visible on the host and goes away with the script.
+if [ -n "$scratch" ] && [ -z "${BERTH_BENCH_PULL_NS:-}" ]; then
+  exec unshare -m --propagation private env BERTH_BENCH_PULL_NS=1 bash "$here/pull.sh" "${orig_args[@]}"
+fi
+
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d /tmp/berth-bench-pull.XXXXXX)
+img=
+if [ -n "$scratch" ]; then
+  img=$(mktemp /var/tmp/berth-bench-pull.XXXXXX.img)
+  truncate -s "$scratch" "$img"
+  mkfs.ext4 -q -F "$img"
+  mount -o loop "$img" "$work"
+fi
+stores="$(findmnt -no SOURCE,FSTYPE -T "$work" | tr -s ' ' | sed 's/ / (/; s/$/)/')"
+if [ -n "$scratch" ]; then
+  stores="a fresh $scratch ext4 file system with a journal (loop device in a private mount namespace)"
+elif [ "$(findmnt -no FSTYPE -T "$work")" = ext4 ] && grep -qx '<none>' "/sys/fs/ext4/$(basename "$(findmnt -no SOURCE -T "$work")")/journal_task" 2>/dev/null; then
+  stores="$stores, which has no journal"
+fi
 reg_pid=
 cleanup() {
   if [ -f "$work/berth/pid" ]; then kill "$(cat "$work/berth/pid")" 2>/dev/null || true; fi
   if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; fi
   sleep 0.2
+  if [ -n "$img" ]; then
+    umount "$work" 2>/dev/null || umount -l "$work" || true
+    rm -f "$img"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -181,6 +213,7 @@ if [ "$write_docs" = 1 ]; then
     done <"$work/results/images.txt"
     echo
     echo "Load average at the start of the script: $load_start; at the end: $load_end."
+    echo "All stores (and the registry's storage) were on $stores."
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r);"
     echo "$(skopeo --version), $(umoci --version), $(podman --version), $(hyperfine --version);"
