@@ -398,11 +398,30 @@ func (cs *containers) restore(ctx context.Context) error {
 					cs.log.Info("reconnected to container", "id", c.rec.ID, "pid", c.rec.State.Pid)
 					continue
 				}
-				// The shim is up but its container ended: let the
-				// monitor collect the exit as usual.
-				c.shim = cl
-				c.monitorDone = make(chan struct{})
-				go cs.monitor(c, cl, c.monitorDone)
+				if serr == nil && st.Status == "created" {
+					// Never started (berthd stopped mid-start): drop it.
+					_, _ = cl.Delete(ctx, true)
+					cl.Close()
+					cs.unmountRootfs(c)
+					cs.finishExit(c, 128, time.Now())
+					continue
+				}
+				// The shim is up but its container ended while berthd
+				// was down: record the exit now, so the first inspect
+				// already reports it.
+				es, werr := cl.Wait(ctx)
+				if werr != nil {
+					es = shim.ExitStatus{Code: 255, ExitedAt: time.Now()}
+				}
+				if _, err := cl.Delete(ctx, true); err != nil {
+					_ = cl.Shutdown(ctx)
+				}
+				cl.Close()
+				cs.unmountRootfs(c)
+				cs.finishExit(c, es.Code, es.ExitedAt)
+				if cs.shouldRestart(c, true) {
+					toStart = append(toStart, c)
+				}
 				continue
 			}
 			// The shim is gone: take the exit status it recorded.

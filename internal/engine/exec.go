@@ -30,6 +30,7 @@ type execRecord struct {
 	pid      int
 	proc     *shim.Exec
 	done     chan struct{}
+	size     [2]uint16 // a terminal size set before the process started
 }
 
 // maxExecsPerContainer bounds the finished execs a container keeps.
@@ -209,6 +210,11 @@ func (e *Engine) ExecStart(ctx context.Context, id string, opts ExecStartOptions
 	}
 	sctx, cancel := context.WithCancel(sctx)
 	stdio := shim.Stdio{Height: opts.Height, Width: opts.Width}
+	x.mu.Lock()
+	if stdio.Height == 0 && stdio.Width == 0 {
+		stdio.Height, stdio.Width = x.size[0], x.size[1]
+	}
+	x.mu.Unlock()
 	var detached chan struct{}
 	var dr *detachReader
 	if !opts.Detach {
@@ -292,10 +298,18 @@ func (e *Engine) ExecResize(ctx context.Context, id string, height, width uint16
 		return err
 	}
 	x.mu.Lock()
-	p := x.proc
+	p, finished := x.proc, x.exitCode != nil
+	if p == nil && !finished {
+		// Clients resize right after starting, racing the start: the
+		// size is used when the terminal is made.
+		x.size = [2]uint16{height, width}
+	}
 	x.mu.Unlock()
-	if p == nil {
+	if finished {
 		return errdefs.Conflict(fmt.Errorf("exec %s is not running", id))
+	}
+	if p == nil {
+		return nil
 	}
 	return p.Resize(ctx, height, width)
 }
