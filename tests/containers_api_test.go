@@ -432,3 +432,19 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestContainersAPIRuntimes: --add-runtime and --default-runtime as
+// dockerd's; an unknown runtime name is refused at create.
+func TestContainersAPIRuntimes(t *testing.T) {
+	rt := RequireBinary(t, "berth-runtime")
+	d, c, ref := containerFixture(t, "--add-runtime", "alt="+rt, "--default-runtime", "alt")
+	if out := c.Must(t, "run", "--name", "onalt", ref, "echo", "from-alt"); out != "from-alt\n" {
+		t.Errorf("run on the added runtime: %q", out)
+	}
+	if in := inspectAPI(t, apiClient(t, d), "onalt"); in.HostConfig.Runtime != "alt" {
+		t.Errorf("runtime of a container that named none: %q, want the default alt", in.HostConfig.Runtime)
+	}
+	if _, stderr, err := c.Run("create", "--runtime", "nosuch", ref, "true"); err == nil || !strings.Contains(stderr, "unknown or invalid runtime name: nosuch") {
+		t.Errorf("create with an unknown runtime: %v %s", err, stderr)
+	}
+}

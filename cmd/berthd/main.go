@@ -314,10 +314,13 @@ func containerConfig(cfg config) (engine.ContainerConfig, error) {
 		if rc.Path == "" {
 			return cc, fmt.Errorf("runtime %q in the config file has no path", name)
 		}
-		if len(rc.RuntimeArgs) > 0 {
-			return cc, fmt.Errorf("runtime %q: runtimeArgs are not supported", name)
-		}
 		cc.Runtimes[name] = rc.Path
+		if len(rc.RuntimeArgs) > 0 {
+			if cc.RuntimeArgs == nil {
+				cc.RuntimeArgs = map[string][]string{}
+			}
+			cc.RuntimeArgs[name] = rc.RuntimeArgs
+		}
 	}
 	for _, a := range cfg.AddRuntimes {
 		name, path, ok := strings.Cut(a, "=")

@@ -41,6 +41,9 @@ type ContainerConfig struct {
 	DefaultRuntime string
 	// InitPath is the init binary bound into containers run with --init.
 	InitPath string
+	// RuntimeArgs are extra global flags per runtime name (daemon.json
+	// "runtimeArgs").
+	RuntimeArgs map[string][]string
 }
 
 // ErrNotModified says a start or stop found the container already in the
@@ -471,4 +474,22 @@ func loadCtr(dir string) (*ctr, error) {
 		return nil, fmt.Errorf("record in %s names container %q", dir, rec.ID)
 	}
 	return &ctr{rec: rec, dir: dir, exitCh: make(chan struct{}), removedCh: make(chan struct{})}, nil
+}
+
+// ContainersUsingImage returns the IDs of the containers created from the
+// image id (image removal refuses to remove it from under them, as Docker).
+func (e *Engine) ContainersUsingImage(id digest.Digest) []string {
+	cs, err := e.ctrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, c := range cs.list() {
+		c.mu.Lock()
+		if c.rec.Image == id {
+			out = append(out, c.rec.ID)
+		}
+		c.mu.Unlock()
+	}
+	return out
 }

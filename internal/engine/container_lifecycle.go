@@ -493,6 +493,7 @@ func (cs *containers) spawn(ctx context.Context, c *ctr) (*shim.Client, error) {
 		ShimBinary:  cs.cfg.ShimBinary,
 		Runtime:     cs.cfg.Runtimes[c.rec.Runtime],
 		RuntimeRoot: filepath.Join(cs.cfg.ExecRoot, "runtime", c.rec.Runtime),
+		RuntimeArgs: cs.cfg.RuntimeArgs[c.rec.Runtime],
 		LogPath:     c.logPath(), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
 		OpenStdin: c.rec.Config.OpenStdin, StdinOnce: c.rec.Config.StdinOnce && !c.rec.Config.Tty,
 		ConsoleHeight: uint16(hc.ConsoleSize[0]), ConsoleWidth: uint16(hc.ConsoleSize[1]),

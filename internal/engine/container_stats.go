@@ -384,7 +384,8 @@ func (e *Engine) ContainerUpdate(ctx context.Context, ref string, upd container.
 				return nil, err
 			}
 			rt := cs.cfg.Runtimes[c.rec.Runtime]
-			cmd := exec.CommandContext(ctx, rt, "--root", filepath.Join(cs.cfg.ExecRoot, "runtime", c.rec.Runtime), "update", "-r", "-", c.rec.ID)
+			args := append(append([]string{}, cs.cfg.RuntimeArgs[c.rec.Runtime]...), "--root", filepath.Join(cs.cfg.ExecRoot, "runtime", c.rec.Runtime), "update", "-r", "-", c.rec.ID)
+			cmd := exec.CommandContext(ctx, rt, args...)
 			cmd.Stdin = bytes.NewReader(data)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("update resources of container %s with %s: %w: %s", c.rec.ID, c.rec.Runtime, err, strings.TrimSpace(string(out)))
