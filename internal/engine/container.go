@@ -446,6 +446,8 @@ func (cs *containers) restore(ctx context.Context) error {
 		}
 	}
 	for _, c := range toStart {
+		// A restart by the policy, as one while berthd runs.
+		c.rec.RestartCount++
 		go func() {
 			if err := cs.start(context.Background(), c, false); err != nil && !errors.Is(err, ErrNotModified) {
 				cs.log.Warn("restart container at daemon start", "id", c.rec.ID, "err", err)
