@@ -255,6 +255,14 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	// The client starts the container as soon as it has our answer: hold
+	// that start until the attach is registered.
+	release, err := s.eng.ContainerAttachReserve(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer release()
 	conn, brw, err := hijack(w, r, streamContentType(r, tty))
 	if err != nil {
 		s.log.Warn("attach", "id", id, "err", err)
@@ -263,7 +271,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	out := flushWriter{brw.Writer}
 	stdout, stderr := streamWriters(out, tty)
-	opts := engine.AttachOptions{Logs: boolValue(r, "logs"), Stream: boolValue(r, "stream"), DetachKeys: q.Get("detachKeys")}
+	opts := engine.AttachOptions{Logs: boolValue(r, "logs"), Stream: boolValue(r, "stream"), DetachKeys: q.Get("detachKeys"), Registered: release}
 	if boolValue(r, "stdin") {
 		opts.Stdin = brw.Reader
 	}

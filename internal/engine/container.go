@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -105,8 +106,10 @@ type ctr struct {
 	// container is removed.
 	exitCh    chan struct{}
 	removedCh chan struct{}
-	// attachers are attach requests waiting for the next start.
-	attachers []func(*shim.Client, func())
+	// attachers are attach requests waiting for the next start;
+	// pendingAttach counts those reserved but not yet registered.
+	attachers     []func(*shim.Client, func())
+	pendingAttach atomic.Int32
 	// restartTimer is a pending restart by the restart policy.
 	restartTimer *time.Timer
 	// removing: a delete is under way.

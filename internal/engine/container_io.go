@@ -65,6 +65,39 @@ type AttachOptions struct {
 	// DetachKeys ends the attach (not the container) when read from stdin;
 	// empty for Docker's ctrl-p,ctrl-q.
 	DetachKeys string
+	// Registered, if set, is called once the attach is registered with the
+	// container: from then on a start cannot run its process unseen. It
+	// releases a ContainerAttachReserve.
+	Registered func()
+}
+
+// ContainerAttachReserve holds the container's next start until the attach
+// that follows (or release) is registered. The API server reserves before it
+// answers the client's attach request, because the client sends its start
+// as soon as it has that answer: without the reservation the start can win
+// the race and the first output is missed. A start waits at most a few
+// seconds for reservations.
+func (e *Engine) ContainerAttachReserve(ref string) (release func(), err error) {
+	cs, err := e.ctrs()
+	if err != nil {
+		return nil, err
+	}
+	c, err := cs.get(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.pendingAttach.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { c.pendingAttach.Add(-1) }) }, nil
+}
+
+// waitAttachReservations gives reserved attach requests a bounded time to
+// register before a start.
+func (c *ctr) waitAttachReservations(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for c.pendingAttach.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // ErrDetached says an attach ended because the client typed the detach keys.
@@ -149,9 +182,15 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 	closeStdin := c.rec.Config.StdinOnce && !c.rec.Config.Tty
 	ao := shim.AttachOpts{CloseStdin: closeStdin}
 	var res chan error
+	registered := func() {
+		if opts.Registered != nil {
+			opts.Registered()
+		}
+	}
 	if c.shim != nil && c.running() {
 		cl := c.shim
 		c.mu.Unlock()
+		registered()
 		err = cl.Attach(actx, stdin, opts.Stdout, opts.Stderr, ao)
 	} else {
 		res = make(chan error, 1)
@@ -166,6 +205,7 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 		})
 		removed := c.removedCh
 		c.mu.Unlock()
+		registered()
 		select {
 		case err = <-res:
 		case <-actx.Done():

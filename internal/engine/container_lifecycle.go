@@ -330,6 +330,7 @@ func (e *Engine) ContainerStart(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	c.waitAttachReservations(5 * time.Second)
 	err = cs.start(ctx, c, true)
 	if err != nil && !errors.Is(err, ErrNotModified) {
 		c.mu.Lock()

@@ -162,22 +162,22 @@ func applyChange(c *dockerspec.DockerOCIImageConfig, change string) error {
 		}
 		return []string{"/bin/sh", "-c", rest}
 	}
-	keyValues := func() (map[string]string, error) {
-		out := map[string]string{}
+	// keyValues keeps the pairs in the order given, as Docker applies them.
+	keyValues := func() ([][2]string, error) {
 		if !strings.Contains(rest, "=") {
 			k, v, ok := strings.Cut(rest, " ")
 			if !ok {
 				return nil, bad("expected KEY VALUE or KEY=VALUE")
 			}
-			out[k] = strings.TrimSpace(v)
-			return out, nil
+			return [][2]string{{k, strings.TrimSpace(v)}}, nil
 		}
+		var out [][2]string
 		for _, w := range splitWords(rest) {
 			k, v, ok := strings.Cut(w, "=")
 			if !ok {
 				return nil, bad("expected KEY=VALUE")
 			}
-			out[k] = v
+			out = append(out, [2]string{k, v})
 		}
 		return out, nil
 	}
@@ -191,7 +191,8 @@ func applyChange(c *dockerspec.DockerOCIImageConfig, change string) error {
 		if err != nil {
 			return err
 		}
-		for k, v := range kv {
+		for _, p := range kv {
+			k, v := p[0], p[1]
 			replaced := false
 			for i, e := range c.Env {
 				if strings.HasPrefix(e, k+"=") {
@@ -210,8 +211,8 @@ func applyChange(c *dockerspec.DockerOCIImageConfig, change string) error {
 		if c.Labels == nil {
 			c.Labels = map[string]string{}
 		}
-		for k, v := range kv {
-			c.Labels[k] = v
+		for _, p := range kv {
+			c.Labels[p[0]] = p[1]
 		}
 	case "EXPOSE":
 		if c.ExposedPorts == nil {
