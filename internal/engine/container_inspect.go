@@ -179,6 +179,9 @@ func (e *Engine) ContainerList(ctx context.Context, opts ContainerListOptions) (
 	if err != nil {
 		return nil, err
 	}
+	if opts.Limit > 0 {
+		opts.All = true // as Docker: `ps -n N` and `ps -l` list stopped containers too
+	}
 	for k := range opts.Filters {
 		switch k {
 		case "status", "name", "id", "label", "ancestor", "exited", "before", "since", "health", "volume", "network", "is-task", "expose", "publish":
