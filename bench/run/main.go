@@ -1,20 +1,23 @@
 // Command run is the driver of Berth's run benchmark (bench/run.sh): it
 // writes the busybox image (the static busybox of the test fixtures, one
 // layer) as a docker-archive tarball that berth, docker and podman all
-// load, and it turns hyperfine's JSON results into the Markdown table of
-// docs/benchmarks-run.md with each engine's mean time and its ratio to
-// berth's.
+// load, and it turns hyperfine's JSON results (one file per round) into the
+// Markdown table of docs/benchmarks-run.md with each engine's mean time and
+// its ratio to berth's.
 //
 //	run image -o busybox.tar -tag berth-bench/busybox:latest
-//	run report results.json
+//	run report [-summary FILE] round1.json round2.json ...
 package main
 
 import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/berth-project/berth/internal/testutil"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: run image -o FILE -tag REF | run report RESULTS.json")
+		fmt.Fprintln(os.Stderr, "usage: run image -o FILE -tag REF | run report [-summary FILE] RESULTS.json...")
 		os.Exit(2)
 	}
 	var err error
@@ -77,39 +80,103 @@ func imageCmd(args []string) error {
 // report reads.
 type hyperfineResults struct {
 	Results []struct {
-		Command string  `json:"command"`
-		Mean    float64 `json:"mean"`
-		Stddev  float64 `json:"stddev"`
-		Min     float64 `json:"min"`
-		Max     float64 `json:"max"`
-		Times   []float64
+		Command string    `json:"command"`
+		Times   []float64 `json:"times"`
 	} `json:"results"`
 }
 
-// reportCmd prints a Markdown table of the commands' mean, standard
-// deviation, min and max, and each mean relative to the first command's
-// (berth's).
+// merged is one command's timed runs over every round.
+type merged struct {
+	command string
+	times   []float64
+	// roundMeans holds the command's mean in each round.
+	roundMeans []float64
+}
+
+// reportCmd reads one hyperfine result file per round (the same commands in
+// the same order in each) and prints a Markdown table of each command's
+// mean, standard deviation, min and max over all rounds, its mean relative
+// to the first command's (berth's), and the lowest and highest of that
+// ratio among the rounds. With -summary it also writes each command's
+// ratio with the lowest and highest among the rounds, one command a line,
+// for the script.
 func reportCmd(args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("report wants one results file, got %d", len(args))
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	summary := fs.String("summary", "", "file to write each command's ratio to berth's (mean, lowest and highest round) to, one a line")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	b, err := os.ReadFile(args[0])
-	if err != nil {
-		return fmt.Errorf("read results: %w", err)
+	if fs.NArg() == 0 {
+		return fmt.Errorf("report wants at least one results file")
 	}
-	var r hyperfineResults
-	if err := json.Unmarshal(b, &r); err != nil {
-		return fmt.Errorf("parse results %s: %w", args[0], err)
+	var cmds []*merged
+	for _, f := range fs.Args() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read results: %w", err)
+		}
+		var r hyperfineResults
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("parse results %s: %w", f, err)
+		}
+		if cmds == nil {
+			for _, c := range r.Results {
+				cmds = append(cmds, &merged{command: c.Command})
+			}
+		}
+		if len(r.Results) != len(cmds) || len(cmds) == 0 {
+			return fmt.Errorf("results %s hold %d commands, want %d (and at least one)", f, len(r.Results), len(cmds))
+		}
+		for i, c := range r.Results {
+			if c.Command != cmds[i].command {
+				return fmt.Errorf("results %s: command %d is %q, want %q", f, i, c.Command, cmds[i].command)
+			}
+			if len(c.Times) == 0 {
+				return fmt.Errorf("results %s: command %q has no timed runs", f, c.Command)
+			}
+			cmds[i].times = append(cmds[i].times, c.Times...)
+			cmds[i].roundMeans = append(cmds[i].roundMeans, mean(c.Times))
+		}
 	}
-	if len(r.Results) == 0 {
-		return fmt.Errorf("results %s hold no commands", args[0])
+	base := mean(cmds[0].times)
+	var sum strings.Builder
+	fmt.Println("| command | runs | mean | stddev | min | max | mean / berth's | lowest and highest among the rounds |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, c := range cmds {
+		m := mean(c.times)
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i, rm := range c.roundMeans {
+			r := rm / cmds[0].roundMeans[i]
+			lo, hi = math.Min(lo, r), math.Max(hi, r)
+		}
+		fmt.Printf("| `%s` | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2fx | %.2fx - %.2fx |\n",
+			c.command, len(c.times), m*1e3, stddev(c.times, m)*1e3, slices.Min(c.times)*1e3, slices.Max(c.times)*1e3, m/base, lo, hi)
+		fmt.Fprintf(&sum, "%.2f %.2f %.2f\n", m/base, lo, hi)
 	}
-	base := r.Results[0].Mean
-	fmt.Println("| command | runs | mean | stddev | min | max | mean / berth's |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, c := range r.Results {
-		fmt.Printf("| `%s` | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2fx |\n",
-			c.Command, len(c.Times), c.Mean*1e3, c.Stddev*1e3, c.Min*1e3, c.Max*1e3, c.Mean/base)
+	if *summary != "" {
+		if err := os.WriteFile(*summary, []byte(sum.String()), 0o644); err != nil {
+			return fmt.Errorf("write summary: %w", err)
+		}
 	}
 	return nil
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// stddev is the sample standard deviation of xs around m (0 for one run).
+func stddev(xs []float64, m float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	var s float64
+	for _, x := range xs {
+		s += (x - m) * (x - m)
+	}
+	return math.Sqrt(s / float64(len(xs)-1))
 }
