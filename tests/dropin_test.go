@@ -240,6 +240,9 @@ func (d *dropin) run(t testing.TB, env []string, bin string, args ...string) (st
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = outF, errF
+	// The engines drop files in their working directory (conmon writes
+	// "oom" there when a container is OOM-killed): keep them in ours.
+	cmd.Dir = d.dir
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
 	o, _ := os.ReadFile(outF.Name())
