@@ -145,6 +145,19 @@ func (e *Engine) ctrs() (*containers, error) {
 	return v.(*containers), nil
 }
 
+// lookup finds a container by ID, ID prefix or name.
+func (e *Engine) lookup(ref string) (*containers, *ctr, error) {
+	cs, err := e.ctrs()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := cs.get(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, c, nil
+}
+
 // EnableContainers turns on the engine's containers: it loads the
 // containers under <data-root>/containers, reconnects to the shims of those
 // that were running (live restore), records the exit of those that ended

@@ -89,11 +89,7 @@ func resolveInRoot(root, p string, followLast bool) (string, error) {
 
 // ContainerStatPath stats a path in the container's filesystem.
 func (e *Engine) ContainerStatPath(ctx context.Context, ref, p string) (container.PathStat, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return container.PathStat{}, err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return container.PathStat{}, err
 	}
@@ -129,11 +125,7 @@ func statPath(root, p string) (container.PathStat, error) {
 // ContainerArchive writes a tar of path in the container to w (its base
 // name as the tar's top entry) after calling stat with the path's stat.
 func (e *Engine) ContainerArchive(ctx context.Context, ref, p string, stat func(container.PathStat), w io.Writer) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -216,11 +208,7 @@ func tarTree(ctx context.Context, tw *tar.Writer, src, name string) error {
 // ContainerExtract extracts the tar r into the directory p inside the
 // container (resolved inside its root filesystem).
 func (e *Engine) ContainerExtract(ctx context.Context, ref, p string, r io.Reader) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -254,11 +242,7 @@ func (e *Engine) ContainerExtract(ctx context.Context, ref, p string, r io.Reade
 
 // ContainerExport writes a tar of the container's whole root filesystem.
 func (e *Engine) ContainerExport(ctx context.Context, ref string, w io.Writer) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -273,11 +257,7 @@ func (e *Engine) ContainerExport(ctx context.Context, ref string, w io.Writer) e
 
 // ContainerChanges lists what the container changed over its image.
 func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.FilesystemChange, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return nil, err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -351,11 +331,7 @@ type CommitOptions struct {
 // ContainerCommit makes an image of the container's image plus its
 // writable layer, with the container's config, and returns its ID.
 func (e *Engine) ContainerCommit(ctx context.Context, ref string, opts CommitOptions) (digest.Digest, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return "", err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return "", err
 	}

@@ -46,11 +46,7 @@ func timeString(t time.Time) string {
 // ContainerInspect returns what `docker inspect` shows of a container;
 // with size also the sizes of its writable layer and root filesystem.
 func (e *Engine) ContainerInspect(ctx context.Context, ref string, size bool) (container.InspectResponse, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return container.InspectResponse{}, err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return container.InspectResponse{}, err
 	}

@@ -26,11 +26,7 @@ type LogsOptions struct {
 // whether it has a terminal (its output is then one stream). Following
 // ends when the container exits.
 func (e *Engine) ContainerLogs(ctx context.Context, ref string, opts LogsOptions) (bool, iter.Seq2[shim.LogEntry, error], error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return false, nil, err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return false, nil, err
 	}
@@ -78,11 +74,7 @@ type AttachOptions struct {
 // the race and the first output is missed. A start waits at most a few
 // seconds for reservations.
 func (e *Engine) ContainerAttachReserve(ref string) (release func(), err error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return nil, err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +98,7 @@ var ErrDetached = errors.New("detached from container")
 // ContainerAttachable checks that a container can be attached to before
 // an API handler hijacks the connection, and reports whether it has a tty.
 func (e *Engine) ContainerAttachable(ref string) (tty bool, err error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return false, err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return false, err
 	}
@@ -130,11 +118,7 @@ func (e *Engine) ContainerAttachable(ref string) (tty bool, err error) {
 // (ErrDetached). A container that is not running is attached at its next
 // start, before its process runs.
 func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOptions) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}

@@ -322,11 +322,7 @@ func resolvConf(host string, hc *container.HostConfig) string {
 
 // ContainerStart starts a created or stopped container.
 func (e *Engine) ContainerStart(ctx context.Context, ref string) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -697,11 +693,7 @@ func (cs *containers) scheduleRestart(c *ctr) {
 // after timeout seconds (nil: the container's StopTimeout, else 10; -1
 // waits for ever).
 func (e *Engine) ContainerStop(ctx context.Context, ref, sig string, timeout *int) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -781,11 +773,7 @@ func (cs *containers) stop(ctx context.Context, c *ctr, sigName string, timeout 
 
 // ContainerKill sends a signal (default SIGKILL) to the container's init.
 func (e *Engine) ContainerKill(ctx context.Context, ref, sigName string) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -828,11 +816,7 @@ func (e *Engine) ContainerKill(ctx context.Context, ref, sigName string) error {
 
 // ContainerRestart stops (if running) and starts a container.
 func (e *Engine) ContainerRestart(ctx context.Context, ref, sig string, timeout *int) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -868,11 +852,7 @@ const (
 // condition, so an API handler can answer with an error before it commits
 // to a 200.
 func (e *Engine) ContainerWaitChan(ctx context.Context, ref, condition string) (<-chan int, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return nil, err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -913,11 +893,7 @@ func (e *Engine) ContainerWaitChan(ctx context.Context, ref, condition string) (
 // ContainerRemove removes a container, with force also a running one (it
 // is killed), with volumes also its anonymous volumes.
 func (e *Engine) ContainerRemove(ctx context.Context, ref string, force, volumes bool) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -998,11 +974,7 @@ func (cs *containers) remove(ctx context.Context, c *ctr, force, volumes bool) e
 
 // ContainerRename gives a container a new name.
 func (e *Engine) ContainerRename(ctx context.Context, ref, newName string) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -1041,11 +1013,7 @@ func (e *Engine) ContainerUnpause(ctx context.Context, ref string) error {
 }
 
 func (e *Engine) pauseResume(ctx context.Context, ref string, pause bool) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -1078,11 +1046,7 @@ func (e *Engine) pauseResume(ctx context.Context, ref string, pause bool) error 
 
 // ContainerResize sets the size of the container's terminal.
 func (e *Engine) ContainerResize(ctx context.Context, ref string, height, width uint16) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}

@@ -284,11 +284,7 @@ func readBlkio(path string) []container.BlkioStatEntry {
 // !stream (with the previous sample a second earlier unless oneShot), or
 // one a second until ctx is done or the container stops.
 func (e *Engine) ContainerStats(ctx context.Context, ref string, stream, oneShot bool, send func(container.StatsResponse) error) error {
-	cs, err := e.ctrs()
-	if err != nil {
-		return err
-	}
-	c, err := cs.get(ref)
+	_, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -339,11 +335,7 @@ func (e *Engine) ContainerStats(ctx context.Context, ref string, stream, oneShot
 // ContainerUpdate changes a container's resources (applied to a running
 // one with `runtime update`) and restart policy.
 func (e *Engine) ContainerUpdate(ctx context.Context, ref string, upd container.UpdateConfig) ([]string, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return nil, err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return nil, err
 	}

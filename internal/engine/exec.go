@@ -49,11 +49,7 @@ func (c *ctr) execIDs() []string {
 
 // ExecCreate prepares a process to run in a running container.
 func (e *Engine) ExecCreate(ctx context.Context, ref string, cfg container.ExecCreateRequest) (string, error) {
-	cs, err := e.ctrs()
-	if err != nil {
-		return "", err
-	}
-	c, err := cs.get(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return "", err
 	}
