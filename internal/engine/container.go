@@ -42,6 +42,9 @@ type ContainerConfig struct {
 	DefaultRuntime string
 	// InitPath is the init binary bound into containers run with --init.
 	InitPath string
+	// DefaultInit runs containers that do not say otherwise under the
+	// init (dockerd's --init).
+	DefaultInit bool
 	// RuntimeArgs are extra global flags per runtime name (daemon.json
 	// "runtimeArgs").
 	RuntimeArgs map[string][]string
@@ -187,7 +190,9 @@ func (e *Engine) EnableContainers(ctx context.Context, cfg ContainerConfig) erro
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	cs := &containers{e: e, cfg: cfg, host: hostFacts(), log: e.log, byID: map[string]*ctr{}, names: map[string]string{}}
+	host := hostFacts()
+	host.Init = cfg.DefaultInit
+	cs := &containers{e: e, cfg: cfg, host: host, log: e.log, byID: map[string]*ctr{}, names: map[string]string{}}
 	if _, loaded := stores.LoadOrStore(e, cs); loaded {
 		return errdefs.Conflict(fmt.Errorf("containers already enabled"))
 	}
