@@ -78,7 +78,7 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Untagged: example/bb:1") || !strings.Contains(out, "Deleted: "+id) {
 		t.Fatalf("rmi: %v %q", err, out)
 	}
-	if _, errOut, err := run(t, nil, berth, "-H", h, "inspect", "example/bb:1"); err == nil || !strings.Contains(errOut, "No such image") {
+	if _, errOut, err := run(t, nil, berth, "-H", h, "inspect", "example/bb:1"); err == nil || !strings.Contains(errOut, "No such object: example/bb:1") {
 		t.Errorf("inspect after rmi: %v %q", err, errOut)
 	}
 	out, errOut, err = run(t, nil, berth, "-H", h, "load", "-i", saved)

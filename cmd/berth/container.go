@@ -60,7 +60,7 @@ func (c *cli) forEach(ctx context.Context, names []string, fn func(api *client.C
 		fmt.Fprintln(c.out, n)
 	}
 	if len(errs) > 0 {
-		return statusError{code: 1, msg: "Error response from daemon: " + strings.Join(errs, "\n")}
+		return statusError{code: 1, msg: strings.Join(errs, "\n")}
 	}
 	return nil
 }
@@ -566,7 +566,7 @@ func (c *cli) psCommand(use string, aliases ...string) *cobra.Command {
 }
 
 func (c *cli) topCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "top CONTAINER [ps OPTIONS]",
 		Short: "Display the running processes of a container",
 		Args:  cobra.MinimumNArgs(1),
@@ -588,6 +588,9 @@ func (c *cli) topCommand() *cobra.Command {
 			return w.Flush()
 		},
 	}
+	// Everything after the container is ps's: `top c -o pid,comm`.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }
 
 func (c *cli) diffCommand() *cobra.Command {
@@ -877,7 +880,6 @@ func inspectObject(ctx context.Context, api *client.Client, typ, name string, si
 			return nil, err
 		}
 	}
-	var imageErr error
 	if typ == "" || typ == "image" {
 		var raw bytes.Buffer
 		_, err := api.ImageInspect(ctx, name, client.ImageInspectWithRawResponse(&raw))
@@ -887,7 +889,6 @@ func inspectObject(ctx context.Context, api *client.Client, typ, name string, si
 		if typ != "" || !cerrdefs.IsNotFound(err) {
 			return nil, err
 		}
-		imageErr = err
 	}
 	if typ == "" || typ == "volume" {
 		res, err := api.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
@@ -898,7 +899,6 @@ func inspectObject(ctx context.Context, api *client.Client, typ, name string, si
 			return nil, err
 		}
 	}
-	// Nothing by that name: the image lookup's error says so best
-	// ("No such image: NAME").
-	return nil, imageErr
+	// Nothing of any type by that name: docker's words for it.
+	return nil, fmt.Errorf("No such object: %s", name) //nolint:staticcheck // docker's message, capitalized
 }

@@ -484,7 +484,7 @@ func (c *cli) rmiCommand(use string, aliases ...string) *cobra.Command {
 				}
 			}
 			if len(errs) > 0 {
-				return statusError{code: 1, msg: "Error response from daemon: " + strings.Join(errs, "\n")}
+				return statusError{code: 1, msg: strings.Join(errs, "\n")}
 			}
 			return nil
 		},

@@ -54,7 +54,9 @@ func main() {
 			}
 			os.Exit(se.code)
 		}
-		fmt.Fprintln(os.Stderr, "Error:", err)
+		// As docker's CLI: the error as it is ("Error response from
+		// daemon: ..."), without a prefix of its own.
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }

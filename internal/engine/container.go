@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/sys/capability"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -205,7 +206,11 @@ func (e *Engine) EnableContainers(ctx context.Context, cfg ContainerConfig) erro
 
 // hostFacts gathers what specgen needs to know about this host.
 func hostFacts() specgen.Host {
-	h := specgen.Host{HardRlimits: map[string]uint64{}, CanRaiseRlimits: true}
+	h := specgen.Host{HardRlimits: map[string]uint64{}, CanRaiseRlimits: true, PrivilegedDevices: hostDevices()}
+	if bnd, eff, ok := ownCapabilities(); ok {
+		h.Capabilities = grantableCapabilities(bnd)
+		h.CanRaiseRlimits = eff&(1<<uint(capability.CAP_SYS_RESOURCE)) != 0
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil {
 		h.CgroupV2 = st.Type == unix.CGROUP2_SUPER_MAGIC

@@ -95,13 +95,17 @@ func (f EventFilter) Match(m events.Message) bool {
 
 // Events returns the recorded events between since and until (zero for
 // unbounded) that match f, and, unless until has passed, a channel of the
-// new ones that closes when ctx is done or until passes.
+// new ones that closes when ctx is done or until passes. As Docker's, a
+// request with neither since nor until gets no past events, only new ones.
 func (e *Engine) Events(ctx context.Context, since, until time.Time, f EventFilter) ([]events.Message, <-chan events.Message) {
 	l := e.events()
 	in := make(chan events.Message, 256)
 	l.mu.Lock()
 	var past []events.Message
 	for _, m := range l.past {
+		if since.IsZero() && until.IsZero() {
+			break
+		}
 		t := time.Unix(0, m.TimeNano)
 		if (since.IsZero() || !t.Before(since)) && (until.IsZero() || !t.After(until)) && f.Match(m) {
 			past = append(past, m)
