@@ -356,6 +356,21 @@ func (c *Client) Resume(ctx context.Context) error {
 	return err
 }
 
+// Update changes the resources of the running (or paused) container to r
+// (`runtime update --resources -`, r as JSON on its standard input). As in
+// runc, fields left nil keep their current values.
+func (c *Client) Update(ctx context.Context, r *specs.LinuxResources) error {
+	if r == nil {
+		return errdefs.InvalidArgument(fmt.Errorf("update container %s: no resources", c.info.ID))
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("update container %s: encode resources: %w", c.info.ID, err)
+	}
+	_, err = c.call(ctx, request{Op: opUpdate, Resources: b})
+	return err
+}
+
 // Resize sets the size of the container's terminal.
 func (c *Client) Resize(ctx context.Context, height, width uint16) error {
 	_, err := c.call(ctx, request{Op: opResize, Height: height, Width: width})

@@ -52,23 +52,26 @@ const (
 	opDelete   = "delete"
 	opShutdown = "shutdown"
 	opCloseIn  = "close-stdin"
+	opUpdate   = "update"
 )
 
 // request is one client call. Fields unused by an operation stay zero.
 type request struct {
-	Op       string          `json:"op"`
-	ExecID   string          `json:"execID,omitempty"`
-	Signal   int             `json:"signal,omitempty"`
-	All      bool            `json:"all,omitempty"`
-	Force    bool            `json:"force,omitempty"`
-	Height   uint16          `json:"height,omitempty"`
-	Width    uint16          `json:"width,omitempty"`
-	Process  json.RawMessage `json:"process,omitempty"` // an exec's specs.Process, passed on as is
-	Stdin    bool            `json:"stdin,omitempty"`
-	Stdout   bool            `json:"stdout,omitempty"`
-	Stderr   bool            `json:"stderr,omitempty"`
-	CloseIn  bool            `json:"closeStdin,omitempty"`
-	WantExit bool            `json:"wantExit,omitempty"`
+	Op      string          `json:"op"`
+	ExecID  string          `json:"execID,omitempty"`
+	Signal  int             `json:"signal,omitempty"`
+	All     bool            `json:"all,omitempty"`
+	Force   bool            `json:"force,omitempty"`
+	Height  uint16          `json:"height,omitempty"`
+	Width   uint16          `json:"width,omitempty"`
+	Process json.RawMessage `json:"process,omitempty"` // an exec's specs.Process, passed on as is
+	// Resources is an update's specs.LinuxResources, passed on as is.
+	Resources json.RawMessage `json:"resources,omitempty"`
+	Stdin     bool            `json:"stdin,omitempty"`
+	Stdout    bool            `json:"stdout,omitempty"`
+	Stderr    bool            `json:"stderr,omitempty"`
+	CloseIn   bool            `json:"closeStdin,omitempty"`
+	WantExit  bool            `json:"wantExit,omitempty"`
 }
 
 // response answers a request. Err is empty on success; Class names the
@@ -95,6 +98,11 @@ type InfoSummary struct {
 type ExitStatus struct {
 	Code     int       `json:"code"`
 	ExitedAt time.Time `json:"exitedAt"`
+	// OOMKilled says the kernel's OOM killer killed a process of the
+	// container while its init ran (set for the init only): the OOM kill
+	// count of the container's memory cgroup rose between its creation and
+	// the init's exit.
+	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
 var classes = []struct {

@@ -54,6 +54,7 @@ type server struct {
 	env    []string
 	init   *proc
 	log    *LogWriter
+	oom    *oomCounter // nil when the container's memory cgroup is unknown
 
 	mu       sync.Mutex
 	execs    map[string]*proc
@@ -208,20 +209,39 @@ func lastLogError(path string, offset int64) string {
 
 // run runs a runtime command that does not touch the container's stdio
 // and returns its standard output.
-func (s *server) run(args ...string) ([]byte, error) {
+func (s *server) run(args ...string) ([]byte, error) { return s.runInput(nil, args...) }
+
+// runInput is run with input on the command's standard input (none, and
+// /dev/null there, when nil).
+func (s *server) runInput(input []byte, args ...string) ([]byte, error) {
 	argv := s.runtimeArgs(args...)
 	offset := logSize(filepath.Join(s.dir, rtLogName))
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
+	var stdin *os.File
+	if input == nil {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		stdin = devnull
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		go func() {
+			w.Write(input) // fails only when the command exits without reading it
+			w.Close()
+		}()
+		stdin = r
 	}
-	defer devnull.Close()
+	defer stdin.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	_, exit, err := s.reaper.start(argv, []*os.File{devnull, outW, outW}, s.env)
+	_, exit, err := s.reaper.start(argv, []*os.File{stdin, outW, outW}, s.env)
 	outW.Close()
+	stdin.Close()
 	if err != nil {
 		outR.Close()
 		return nil, fmt.Errorf("run %s: %w", s.cfg.Runtime, err)
@@ -458,6 +478,11 @@ func (s *server) create() error {
 	}
 	s.startIO(p, st, s.log)
 	s.init = p
+	if s.oom, err = openOOMCounter(p.pid); err != nil {
+		// A runtime may run a container without a memory cgroup (rootless
+		// without delegation): it can then not be OOM-killed on its own.
+		logf("container %s: no OOM kill count: %v", s.cfg.ID, err)
+	}
 	return nil
 }
 
@@ -488,10 +513,13 @@ func readSpec(bundle string) (*bundleSpec, error) {
 }
 
 // watch waits for a process's exit and the end of its output, then
-// records the exit and ends its attach streams.
-func (s *server) watch(p *proc, exit <-chan int) {
-	code := <-exit
-	at := time.Now().UTC()
+// records the exit and ends its attach streams. atExit, when set, completes
+// the status the moment the process exited.
+func (s *server) watch(p *proc, exit <-chan int, atExit func(*ExitStatus)) {
+	e := ExitStatus{Code: <-exit, ExitedAt: time.Now().UTC()}
+	if atExit != nil {
+		atExit(&e)
+	}
 	select {
 	case <-p.outDone:
 	case <-time.After(ioDrainTimeout):
@@ -506,12 +534,12 @@ func (s *server) watch(p *proc, exit <-chan int) {
 	if p.console != nil {
 		p.console.Close()
 	}
-	p.exit = ExitStatus{Code: code, ExitedAt: at}
+	p.exit = e
 }
 
 func (s *server) watchInit() {
 	p := s.init
-	s.watch(p, s.reaper.claim(p.pid))
+	s.watch(p, s.reaper.claim(p.pid), s.checkOOM)
 	if s.log != nil {
 		s.log.Close()
 	}
@@ -519,6 +547,21 @@ func (s *server) watchInit() {
 		logf("record exit of %s: %v", s.cfg.ID, err)
 	}
 	close(p.exited)
+}
+
+// checkOOM sets OOMKilled in the init's exit status from the container's
+// OOM kill counter, read as the init exits: the container (and its cgroup)
+// still exists, as only a delete through this shim removes it.
+func (s *server) checkOOM(e *ExitStatus) {
+	if s.oom == nil {
+		return
+	}
+	killed, err := s.oom.killed()
+	if err != nil {
+		logf("container %s: read OOM kill count at exit: %v", s.cfg.ID, err)
+	}
+	e.OOMKilled = killed
+	s.oom.close()
 }
 
 // writeExitFile records an exit status atomically: a synced temporary
@@ -703,6 +746,20 @@ func (s *server) call(req request) response {
 	case opCloseIn:
 		p.stdinEOF(true)
 		return response{}
+	case opUpdate:
+		if req.ExecID != "" {
+			return errResponse(errdefs.InvalidArgument(fmt.Errorf("update of exec %s: resources belong to the container", req.ExecID)))
+		}
+		if r := bytes.TrimSpace(req.Resources); len(r) == 0 || r[0] != '{' || !json.Valid(r) {
+			return errResponse(errdefs.InvalidArgument(fmt.Errorf("update container %s: resources are not a JSON object", s.cfg.ID)))
+		}
+		if p.isExited() {
+			return errResponse(errdefs.Conflict(fmt.Errorf("update container %s: it is not running", s.cfg.ID)))
+		}
+		if _, err := s.runInput(req.Resources, "update", "--resources", "-", s.cfg.ID); err != nil {
+			return errResponse(err)
+		}
+		return response{}
 	case opDelete:
 		running := !p.isExited()
 		force := req.Force
@@ -713,6 +770,13 @@ func (s *server) call(req request) response {
 				return errResponse(errdefs.Conflict(fmt.Errorf("container %s is running: stop it or delete with force", s.cfg.ID)))
 			}
 			force = true
+		}
+		if running && s.oom != nil {
+			// A forced delete removes the cgroup with the container: count
+			// its OOM kills first.
+			if err := s.oom.sample(); err != nil && !errors.Is(err, os.ErrClosed) {
+				logf("container %s: read OOM kill count before delete: %v", s.cfg.ID, err)
+			}
 		}
 		args := []string{"delete"}
 		if force {
@@ -942,7 +1006,7 @@ func (s *server) startExec(p *proc, req request, specPath, pidFile string) error
 	exit := s.reaper.claim(p.pid)
 	s.startIO(p, st, nil)
 	go func() {
-		s.watch(p, exit)
+		s.watch(p, exit, nil)
 		close(p.exited)
 		s.pruneExecs()
 		s.trimSoon()
