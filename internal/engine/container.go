@@ -432,7 +432,7 @@ func (cs *containers) restore(ctx context.Context) error {
 					_, _ = cl.Delete(ctx, true)
 					cl.Close()
 					cs.unmountRootfs(c)
-					cs.finishExit(c, 128, time.Now())
+					cs.finishExit(c, shim.ExitStatus{Code: 128, ExitedAt: time.Now()})
 					continue
 				}
 				// The shim is up but its container ended while berthd
@@ -447,21 +447,19 @@ func (cs *containers) restore(ctx context.Context) error {
 				}
 				cl.Close()
 				cs.unmountRootfs(c)
-				cs.finishExit(c, es.Code, es.ExitedAt)
+				cs.finishExit(c, es)
 				if cs.shouldRestart(c, true) {
 					toStart = append(toStart, c)
 				}
 				continue
 			}
 			// The shim is gone: take the exit status it recorded.
-			code := 255
-			at := time.Now()
-			if es, err := shim.ReadExit(cs.stateDir(c.rec.ID)); err == nil {
-				code, at = es.Code, es.ExitedAt
-			} else {
+			es, err := shim.ReadExit(cs.stateDir(c.rec.ID))
+			if err != nil {
+				es = shim.ExitStatus{Code: 255, ExitedAt: time.Now()}
 				c.rec.State.Error = "berth-shim exited without recording the container's exit status"
 			}
-			cs.finishExit(c, code, at)
+			cs.finishExit(c, es)
 			if cs.shouldRestart(c, true) {
 				toStart = append(toStart, c)
 			}

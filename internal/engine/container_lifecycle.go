@@ -573,10 +573,9 @@ func (cs *containers) monitor(c *ctr, cl *shim.Client, done chan struct{}) {
 	defer close(done)
 	ctx := context.Background()
 	es, err := cl.Wait(ctx)
-	code, at := es.Code, es.ExitedAt
 	if err != nil {
 		cs.log.Warn("wait for container", "id", c.rec.ID, "err", err)
-		code, at = 255, time.Now()
+		es = shim.ExitStatus{Code: 255, ExitedAt: time.Now()}
 	}
 	if _, err := cl.Delete(ctx, true); err != nil && !errdefs.IsNotFound(err) {
 		cs.log.Debug("delete exited container in its shim", "id", c.rec.ID, "err", err)
@@ -584,8 +583,8 @@ func (cs *containers) monitor(c *ctr, cl *shim.Client, done chan struct{}) {
 	}
 	cl.Close()
 	cs.unmountRootfs(c)
-	cs.finishExit(c, code, at)
-	cs.e.emit("container", "die", c.rec.ID, c.attributes("exitCode", fmt.Sprint(code)))
+	cs.finishExit(c, es)
+	cs.e.emit("container", "die", c.rec.ID, c.attributes("exitCode", fmt.Sprint(es.Code)))
 
 	c.mu.Lock()
 	removing := c.removing
@@ -602,18 +601,24 @@ func (cs *containers) monitor(c *ctr, cl *shim.Client, done chan struct{}) {
 	}
 }
 
-// finishExit records an exit and wakes the waiters.
-func (cs *containers) finishExit(c *ctr, code int, at time.Time) {
+// finishExit records an exit as the shim reported it and wakes the
+// waiters. An OOM kill the shim counted in the container's memory cgroup
+// sets OOMKilled and is announced with an "oom" event, as Docker does.
+func (cs *containers) finishExit(c *ctr, es shim.ExitStatus) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	at := es.ExitedAt
 	if at.IsZero() {
 		at = time.Now()
 	}
 	c.rec.State.Status = StateExited
 	c.rec.State.Pid = 0
-	c.rec.State.ExitCode = code
+	c.rec.State.ExitCode = es.Code
 	c.rec.State.FinishedAt = at.UTC()
-	c.rec.State.OOMKilled = code == 137 && cs.oomKilled(c)
+	c.rec.State.OOMKilled = es.OOMKilled
+	if es.OOMKilled {
+		cs.e.emit("container", "oom", c.rec.ID, c.attributesLocked())
+	}
 	c.shim = nil
 	cs.stopHealth(c)
 	if err := c.save(); err != nil {
@@ -621,26 +626,6 @@ func (cs *containers) finishExit(c *ctr, code int, at time.Time) {
 	}
 	close(c.exitCh)
 	c.exitCh = make(chan struct{})
-}
-
-// oomKilled reads the container's memory cgroup for an OOM kill.
-func (cs *containers) oomKilled(c *ctr) bool {
-	for _, p := range []string{
-		"/sys/fs/cgroup/memory/berth/" + c.rec.ID + "/memory.oom_control",
-		"/sys/fs/cgroup/berth/" + c.rec.ID + "/memory.events",
-	} {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // shouldRestart applies the restart policy to an exited container. The

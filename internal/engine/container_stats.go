@@ -2,9 +2,7 @@ package engine
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -333,7 +331,7 @@ func (e *Engine) ContainerStats(ctx context.Context, ref string, stream, oneShot
 }
 
 // ContainerUpdate changes a container's resources (applied to a running
-// one with `runtime update`) and restart policy.
+// one by its shim, with `runtime update`) and restart policy.
 func (e *Engine) ContainerUpdate(ctx context.Context, ref string, upd container.UpdateConfig) ([]string, error) {
 	cs, c, err := e.lookup(ref)
 	if err != nil {
@@ -369,18 +367,13 @@ func (e *Engine) ContainerUpdate(ctx context.Context, ref string, upd container.
 			return nil, err
 		}
 		if spec.Linux != nil && spec.Linux.Resources != nil {
+			if c.shim == nil {
+				return nil, errdefs.Unavailable(fmt.Errorf("update resources of container %s: its shim is not connected", c.rec.ID))
+			}
 			res := *spec.Linux.Resources
 			res.Devices = nil // device rules are not updated
-			data, err := json.Marshal(res)
-			if err != nil {
-				return nil, err
-			}
-			rt := cs.cfg.Runtimes[c.rec.Runtime]
-			args := append(append([]string{}, cs.cfg.RuntimeArgs[c.rec.Runtime]...), "--root", filepath.Join(cs.cfg.ExecRoot, "runtime", c.rec.Runtime), "update", "-r", "-", c.rec.ID)
-			cmd := exec.CommandContext(ctx, rt, args...)
-			cmd.Stdin = bytes.NewReader(data)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("update resources of container %s with %s: %w: %s", c.rec.ID, c.rec.Runtime, err, strings.TrimSpace(string(out)))
+			if err := c.shim.Update(ctx, &res); err != nil {
+				return nil, fmt.Errorf("update resources of container %s with %s: %w", c.rec.ID, c.rec.Runtime, err)
 			}
 		}
 	}
