@@ -2,6 +2,7 @@ package engine
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -14,14 +15,17 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -30,6 +34,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/metadata"
+	bmount "github.com/berth-project/berth/internal/mount"
 )
 
 // withRootfs calls fn with the container's root filesystem mounted: the
@@ -72,19 +77,692 @@ func (cs *containers) withRootfs(ctx context.Context, c *ctr, fn func(root strin
 	return fn(dir)
 }
 
-// resolveInRoot resolves p inside root: every component but the last
-// through securejoin (symlinks stay inside root); the last is kept as it
-// is unless followLast, so a symlink is reported and copied as a link.
-func resolveInRoot(root, p string, followLast bool) (string, error) {
-	clean := path.Clean("/" + p)
-	if followLast || clean == "/" {
-		return securejoin.SecureJoin(root, clean)
+// The archive endpoints (HEAD, GET and PUT /containers/{id}/archive, behind
+// `cp`) work on the container's filesystem as its processes see it: the
+// root filesystem with the container's binds, volumes, tmpfs mounts and
+// network files (/etc/hostname, /etc/hosts, /etc/resolv.conf) on it. A path
+// is never looked up in the root filesystem alone, or a copy would read the
+// image's content under a volume and write where the container cannot see.
+//
+// That view is a directory descriptor ("the view's root") in a mount
+// namespace holding those mounts, and every lookup is openat2 with
+// RESOLVE_IN_ROOT from it: the kernel walks the path as it would for the
+// container, crossing into mounts where the container has them, and treats
+// symlinks (absolute or relative, in the root filesystem or in a volume or
+// bind) and ".." as if the view's root were "/". A symlink in a volume
+// therefore names a file in the container (as it does for the container's
+// own processes, and as Docker resolves it), never one on the host.
+// Magic links (/proc/<pid>/root and the like) are refused.
+//
+//   - A running (or paused) container: its init process's /proc/<pid>/root,
+//     with the process's mount namespace held open for the operation. This is
+//     the container's real mount tree, so it is right for every mount kind,
+//     tmpfs included (whose content exists only in that namespace), and for
+//     mounts nested in other mounts, without the engine rebuilding anything.
+//     The descriptor is checked to be the container's root filesystem (same
+//     device and inode as the engine's mount of it), so a PID reused after the
+//     container died can never hand out another process's root.
+//   - A stopped (or created, or restarting) container: a private mount
+//     namespace made for the operation on a dedicated thread, holding the
+//     snapshot's overlay with each bind and volume bind-mounted (read-only
+//     where the container has it so) at its destination, resolved in the view
+//     as the runtime resolves it. Nothing is mounted in the host's namespace;
+//     the namespace goes away with the last descriptor. A volume the container
+//     has not used yet first receives the image's content, as at its first
+//     start, so the copy sees what the container will. A tmpfs mount has no
+//     content while the container is stopped: the view shows an empty
+//     read-only tmpfs there, and copying into it is refused.
+//
+// The mount a resolved path lies on (statx's mount ID matched with the
+// namespace's mountinfo) decides what a copy may do: into a read-only bind
+// or volume Docker's "mounted volume is marked read-only", into the root
+// filesystem of a --read-only container "container rootfs is marked
+// read-only". The runtime's own mounts of a running container (/proc, /sys,
+// /dev and the masked paths) are not part of what cp reaches, as in Docker:
+// a path on one of them is refused, and a copy of a directory holding one
+// shows the mount point as an empty directory.
+
+// viewMount is one of the container's mounts as the archive endpoints see it.
+type viewMount struct {
+	Dest   string // absolute and clean, in the container
+	Source string // host path of a bind, volume or network file; "" for tmpfs
+	Tmpfs  bool
+	RW     bool
+	Data   string // tmpfs options
+	// Volume names the volume to populate with the image's content at Dest
+	// before first use (a stopped container's view only), unless NoCopy.
+	Volume    string
+	Anonymous bool
+	NoCopy    bool
+	// Network: the engine's bind of a network file, which belongs with the
+	// root filesystem (read-only with it).
+	Network bool
+}
+
+// viewMountPoint is a mount of the view's namespace: where it is in the
+// container and its filesystem type.
+type viewMountPoint struct {
+	Point  string
+	FSType string
+}
+
+// fsView is a container's filesystem as its processes see it.
+type fsView struct {
+	root *os.File // O_PATH descriptor of the container's "/"
+	hold []*os.File
+	// running: the view is the container's own namespace.
+	running        bool
+	readonlyRootfs bool
+	mounts         []viewMount // by destination
+	table          map[uint64]viewMountPoint
+	// reread refreshes table (a running container may have mounted since).
+	reread func() (map[uint64]viewMountPoint, error)
+}
+
+func (v *fsView) Close() {
+	v.root.Close()
+	for _, f := range v.hold {
+		f.Close()
 	}
-	dir, err := securejoin.SecureJoin(root, path.Dir(clean))
+}
+
+// networkFiles are the files the engine binds into every container.
+var networkFiles = []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+
+// viewMounts lists a container's mounts for its view: the recorded binds,
+// volumes and tmpfs mounts and the network files. The caller holds c.mu.
+func (c *ctr) viewMounts() []viewMount {
+	var out []viewMount
+	seen := map[string]bool{}
+	for _, m := range c.rec.Mounts {
+		vm := viewMount{Dest: path.Clean(m.Destination), Source: m.Source, RW: m.RW}
+		switch m.Type {
+		case mount.TypeTmpfs:
+			vm.Tmpfs, vm.Source = true, ""
+			vm.Data = c.rec.HostConfig.Tmpfs[m.Destination]
+			if vm.Data == "" {
+				vm.Data = c.rec.HostConfig.Tmpfs[vm.Dest]
+			}
+		case mount.TypeVolume:
+			vm.Volume, vm.Anonymous, vm.NoCopy = m.Name, m.Anonymous, m.NoCopy
+		}
+		seen[vm.Dest] = true
+		out = append(out, vm)
+	}
+	for _, d := range networkFiles {
+		src := filepath.Join(c.dir, filepath.Base(d))
+		if seen[d] {
+			continue
+		}
+		if _, err := os.Lstat(src); err != nil {
+			continue
+		}
+		out = append(out, viewMount{Dest: d, Source: src, RW: !c.rec.HostConfig.ReadonlyRootfs, Network: true})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Dest < out[j].Dest })
+	return out
+}
+
+// withView calls fn with the container's filesystem view (see above). A
+// stopped container stays locked for fn's duration.
+func (cs *containers) withView(ctx context.Context, c *ctr, fn func(v *fsView) error) error {
+	c.mu.Lock()
+	if c.removing {
+		c.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("container %s is being removed", c.rec.ID))
+	}
+	mounts := c.viewMounts()
+	ro := c.rec.HostConfig.ReadonlyRootfs
+	if c.running() {
+		pid := c.rec.State.Pid
+		c.mu.Unlock()
+		v, err := openRunningView(pid, c.rootfs(), mounts, ro)
+		if err != nil {
+			return fmt.Errorf("filesystem of container %s: %w", c.rec.ID, err)
+		}
+		defer v.Close()
+		return fn(v)
+	}
+	defer c.mu.Unlock()
+	snapMounts, err := cs.e.snaps.Mounts(ctx, c.snapKey())
 	if err != nil {
-		return "", err
+		return fmt.Errorf("root filesystem of container %s: %w", c.rec.ID, err)
 	}
-	return filepath.Join(dir, path.Base(clean)), nil
+	dir, err := os.MkdirTemp(c.dir, "mnt-")
+	if err != nil {
+		return fmt.Errorf("create mount point for container %s: %w", c.rec.ID, err)
+	}
+	defer os.Remove(dir)
+	mountRootfs := func(target string) error {
+		for _, m := range snapMounts {
+			if err := m.Mount(target); err != nil {
+				return fmt.Errorf("mount root filesystem on %s: %w", target, err)
+			}
+		}
+		return nil
+	}
+	v, err := openPrivateView(dir, mountRootfs, mounts, ro, cs.e.populateVolume)
+	if err != nil {
+		return fmt.Errorf("filesystem of container %s: %w", c.rec.ID, err)
+	}
+	defer v.Close()
+	return fn(v)
+}
+
+// populateVolume gives a volume its first container's image content (at
+// dest under rootfs), as the container's first start would.
+func (e *Engine) populateVolume(rootfs string, m viewMount) error {
+	volumeLock.Lock()
+	defer volumeLock.Unlock()
+	meta, err := e.readVolume(m.Volume)
+	if errdefs.IsNotFound(err) {
+		if meta, err = e.createVolume(m.Volume, nil, nil, m.Anonymous); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if meta.Populated {
+		return nil
+	}
+	if !m.NoCopy {
+		if err := copyImageContent(rootfs, m.Dest, m.Source); err != nil {
+			return fmt.Errorf("copy image content at %s into volume %s: %w", m.Dest, m.Volume, err)
+		}
+	}
+	meta.Populated = true
+	return writeJSONFile(filepath.Join(e.volumeDir(m.Volume), "opts.json"), meta)
+}
+
+// openRunningView opens the view of a running container whose init process
+// is pid and whose root filesystem the engine mounted at rootfs.
+func openRunningView(pid int, rootfs string, mounts []viewMount, readonlyRootfs bool) (*fsView, error) {
+	if pid <= 0 {
+		return nil, errdefs.FailedPrecondition(fmt.Errorf("no process ID recorded for the running container"))
+	}
+	proc, err := os.OpenFile("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /proc/%d: %w", pid, err)
+	}
+	v := &fsView{running: true, readonlyRootfs: readonlyRootfs, mounts: mounts, hold: []*os.File{proc}}
+	ok := false
+	defer func() {
+		if !ok {
+			for _, f := range v.hold {
+				f.Close()
+			}
+		}
+	}()
+	// The namespace first: held, it keeps the container's mounts in place
+	// even if the container exits while the copy runs.
+	nsfd, err := unix.Openat(int(proc.Fd()), "ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open mount namespace of process %d: %w", pid, err)
+	}
+	v.hold = append(v.hold, os.NewFile(uintptr(nsfd), "ns/mnt"))
+	rfd, err := unix.Openat(int(proc.Fd()), "root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open root of process %d: %w", pid, err)
+	}
+	v.root = os.NewFile(uintptr(rfd), "/")
+	var got, want unix.Stat_t
+	if err := unix.Fstat(rfd, &got); err != nil {
+		v.root.Close()
+		return nil, fmt.Errorf("stat root of process %d: %w", pid, err)
+	}
+	if err := unix.Stat(rootfs, &want); err != nil || got.Dev != want.Dev || got.Ino != want.Ino {
+		v.root.Close()
+		return nil, errdefs.Conflict(fmt.Errorf("process %d is not running in the container's root filesystem %s (the container may have exited)", pid, rootfs))
+	}
+	v.reread = func() (map[uint64]viewMountPoint, error) {
+		fd, err := unix.Openat(int(proc.Fd()), "mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read mounts of process %d: %w", pid, err)
+		}
+		f := os.NewFile(uintptr(fd), "mountinfo")
+		defer f.Close()
+		return parseMountinfo(f, "/")
+	}
+	if v.table, err = v.reread(); err != nil {
+		v.root.Close()
+		return nil, err
+	}
+	ok = true
+	return v, nil
+}
+
+// openPrivateView builds the view of a stopped container in a new mount
+// namespace: mountRootfs mounts its root filesystem on dir (an empty
+// directory), then each mount is attached in the view. populate fills a
+// volume not used yet with the image's content. The namespace is made by a
+// thread of its own that ends when the view is built (a locked goroutine
+// that returns takes its thread with it), so no other goroutine ever runs
+// in it; the view's descriptors keep it, and its mounts, alive.
+func openPrivateView(dir string, mountRootfs func(string) error, mounts []viewMount, readonlyRootfs bool, populate func(string, viewMount) error) (*fsView, error) {
+	type result struct {
+		v   *fsView
+		err error
+	}
+	ch := make(chan result, 1)
+	var build func()
+	build = func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread is never ended by the runtime (and /proc/self
+			// shows its namespace): build on another, holding this one so
+			// the other cannot land here, then give it back.
+			done := make(chan struct{})
+			go func() { defer close(done); build() }()
+			<-done
+			runtime.UnlockOSThread()
+			return
+		}
+		// Never unlocked: the thread, and its namespace with it, ends with
+		// this goroutine.
+		v, err := buildPrivateView(dir, mountRootfs, mounts, readonlyRootfs, populate)
+		ch <- result{v, err}
+	}
+	go build()
+	r := <-ch
+	return r.v, r.err
+}
+
+func buildPrivateView(dir string, mountRootfs func(string) error, mounts []viewMount, readonlyRootfs bool, populate func(string, viewMount) error) (*fsView, error) {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return nil, fmt.Errorf("new mount namespace: %w", err)
+	}
+	// Nothing mounted here may propagate to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return nil, fmt.Errorf("make / a slave mount: %w", err)
+	}
+	if err := mountRootfs(dir); err != nil {
+		return nil, err
+	}
+	ns, err := os.Open("/proc/thread-self/ns/mnt")
+	if err != nil {
+		return nil, fmt.Errorf("open the view's mount namespace: %w", err)
+	}
+	root, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("open root filesystem at %s: %w", dir, err)
+	}
+	v := &fsView{root: root, hold: []*os.File{ns}, readonlyRootfs: readonlyRootfs, mounts: mounts}
+	ok := false
+	defer func() {
+		if !ok {
+			v.Close()
+		}
+	}()
+	ordered := append([]viewMount(nil), mounts...)
+	sort.SliceStable(ordered, func(i, j int) bool { return depth(ordered[i].Dest) < depth(ordered[j].Dest) })
+	for _, m := range ordered {
+		if m.Volume != "" && populate != nil {
+			if err := populate(dir, m); err != nil {
+				return nil, err
+			}
+		}
+		if err := attachViewMount(root, m); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open("/proc/thread-self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read the view's mounts: %w", err)
+	}
+	defer f.Close()
+	if v.table, err = parseMountinfo(f, dir); err != nil {
+		return nil, err
+	}
+	ok = true
+	return v, nil
+}
+
+func depth(p string) int { return strings.Count(path.Clean(p), "/") }
+
+// attachViewMount mounts m in the view at root: its destination resolved
+// (and created when missing, as the runtime does) inside the view.
+func attachViewMount(root *os.File, m viewMount) error {
+	rel := strings.TrimPrefix(m.Dest, "/")
+	isDir := true
+	if !m.Tmpfs {
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("source of the mount on %s: %w", m.Dest, err)
+		}
+		isDir = fi.IsDir()
+	}
+	var target *os.File
+	var err error
+	if isDir {
+		if target, err = pathrs.MkdirAllHandle(root, rel, 0o755); err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Dest, err)
+		}
+	} else {
+		parent, err := pathrs.MkdirAllHandle(root, path.Dir(rel), 0o755)
+		if err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Dest, err)
+		}
+		base := path.Base(rel)
+		if fd, err := unix.Openat(int(parent.Fd()), base, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
+			unix.Close(fd)
+		} else if !errors.Is(err, unix.EISDIR) {
+			parent.Close()
+			return fmt.Errorf("mount point %s: %w", m.Dest, err)
+		}
+		fd, err := unix.Openat(int(parent.Fd()), base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		parent.Close()
+		if err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Dest, err)
+		}
+		target = os.NewFile(uintptr(fd), m.Dest)
+	}
+	defer target.Close()
+	var mnt bmount.Mount
+	if m.Tmpfs {
+		// The container's tmpfs exists only while it runs: an empty,
+		// read-only stand-in with the mount's permissions.
+		mnt = bmount.Mount{Type: "tmpfs", Source: "tmpfs", Options: tmpfsStandIn(m.Data)}
+	} else {
+		opts := []string{"rbind", "rprivate"}
+		if !m.RW {
+			opts = append(opts, "rro")
+		}
+		mnt = bmount.Mount{Type: "bind", Source: m.Source, Options: opts}
+	}
+	if err := mnt.Mount("/proc/self/fd/" + strconv.Itoa(int(target.Fd()))); err != nil {
+		return fmt.Errorf("mount %s in the view: %w", m.Dest, err)
+	}
+	return nil
+}
+
+// tmpfsStandIn are the options of the empty tmpfs shown for a stopped
+// container's tmpfs mount: read-only, with the mount's mode and owner.
+func tmpfsStandIn(data string) []string {
+	opts := []string{"ro", "size=4k"}
+	for _, o := range strings.Split(data, ",") {
+		if strings.HasPrefix(o, "mode=") || strings.HasPrefix(o, "uid=") || strings.HasPrefix(o, "gid=") {
+			opts = append(opts, o)
+		}
+	}
+	return opts
+}
+
+// parseMountinfo reads /proc/<pid>/mountinfo: mount ID -> the mount's point
+// relative to prefix ("/" for prefix itself) and type. Mounts outside
+// prefix are left out.
+func parseMountinfo(r io.Reader, prefix string) (map[uint64]viewMountPoint, error) {
+	prefix = path.Clean(prefix)
+	out := map[uint64]viewMountPoint{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 7 {
+			continue
+		}
+		id, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		sep := -1
+		for i := 6; i < len(f); i++ {
+			if f[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+1 >= len(f) {
+			continue
+		}
+		point := mountinfoUnescape(f[4])
+		var rel string
+		switch {
+		case point == prefix:
+			rel = "/"
+		case prefix == "/" && strings.HasPrefix(point, "/"):
+			rel = point
+		case strings.HasPrefix(point, prefix+"/"):
+			rel = point[len(prefix):]
+		default:
+			continue
+		}
+		out[id] = viewMountPoint{Point: rel, FSType: f[sep+1]}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return out, nil
+}
+
+// mountinfoUnescape undoes mountinfo's octal escapes (\040 for a space).
+func mountinfoUnescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Where a resolved path lies.
+type place int
+
+const (
+	onRootfs place = iota // the root filesystem (or a network file)
+	onMount               // one of the container's binds, volumes or tmpfs mounts
+	onSystem              // a mount of the runtime's (/proc, /sys, /dev ...)
+)
+
+// classify says which mount the mount point point belongs to: the root
+// filesystem, the container mount whose destination is its longest prefix
+// (a submount of a recursive bind belongs to the bind), or the runtime.
+func classify(point string, mounts []viewMount) (place, *viewMount) {
+	if point == "/" {
+		return onRootfs, nil
+	}
+	var best *viewMount
+	for i := range mounts {
+		d := mounts[i].Dest
+		if point == d || strings.HasPrefix(point, d+"/") {
+			if best == nil || len(d) > len(best.Dest) {
+				best = &mounts[i]
+			}
+		}
+	}
+	switch {
+	case best != nil && best.Network:
+		return onRootfs, best
+	case best != nil:
+		return onMount, best
+	}
+	return onSystem, nil
+}
+
+// mountOf returns where f (a descriptor from the view) lies.
+func (v *fsView) mountOf(f *os.File) (place, *viewMount, viewMountPoint, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, nil, viewMountPoint{}, fmt.Errorf("statx: %w", err)
+	}
+	mp, ok := v.table[stx.Mnt_id]
+	if !ok && v.reread != nil {
+		t, err := v.reread()
+		if err != nil {
+			return 0, nil, viewMountPoint{}, err
+		}
+		v.table = t
+		mp, ok = t[stx.Mnt_id]
+	}
+	if !ok {
+		return onSystem, nil, viewMountPoint{Point: "?", FSType: "unknown"}, nil
+	}
+	pl, m := classify(mp.Point, v.mounts)
+	return pl, m, mp, nil
+}
+
+// reachable refuses p when it lies on one of the runtime's mounts.
+func (v *fsView) reachable(f *os.File, p string) error {
+	pl, _, mp, err := v.mountOf(f)
+	if err != nil {
+		return fmt.Errorf("mount of %s: %w", p, err)
+	}
+	if pl == onSystem {
+		return errdefs.InvalidArgument(fmt.Errorf("%s is on the container's %s mount at %s, which copies do not reach", p, mp.FSType, mp.Point))
+	}
+	return nil
+}
+
+const viewResolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+
+// openInRoot resolves rel (relative, clean; "." for the root) in the view,
+// following every symlink inside it, to an O_PATH descriptor.
+func (v *fsView) openInRoot(rel string) (*os.File, error) {
+	for {
+		fd, err := unix.Openat2(int(v.root.Fd()), rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: viewResolve,
+		})
+		if err == nil {
+			return os.NewFile(uintptr(fd), "/"+rel), nil
+		}
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.ENOSYS) {
+			return pathrs.OpenatInRoot(v.root, rel)
+		}
+		return nil, err
+	}
+}
+
+// lookup resolves the container path p in the view to an O_PATH descriptor;
+// the last component is followed only when follow (a symlink is otherwise
+// the link itself).
+func (v *fsView) lookup(p string, follow bool) (*os.File, error) {
+	clean := path.Clean("/" + p)
+	if clean == "/" {
+		return v.openInRoot(".")
+	}
+	if follow {
+		return v.openInRoot(clean[1:])
+	}
+	dirRel := strings.TrimPrefix(path.Dir(clean), "/")
+	if dirRel == "" {
+		dirRel = "."
+	}
+	dir, err := v.openInRoot(dirRel)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	fd, err := unix.Openat(int(dir.Fd()), path.Base(clean), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), clean), nil
+}
+
+// realPath follows p's symlinks in the view as the container would and
+// returns the container path they lead to; a missing component ends the
+// walk with the rest of p appended (as Docker's stat reports a link).
+func (v *fsView) realPath(p string) string {
+	rest := splitPath(p)
+	cur := "/"
+	for links := 0; len(rest) > 0; {
+		next := path.Join(cur, rest[0])
+		rest = rest[1:]
+		f, err := v.lookup(next, false)
+		if err != nil {
+			return path.Join(append([]string{next}, rest...)...)
+		}
+		fi, err := f.Stat()
+		var target string
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			target, err = readlinkFd(f)
+		}
+		f.Close()
+		if err != nil || target == "" {
+			cur = next
+			continue
+		}
+		if links++; links > 40 {
+			return path.Join(append([]string{next}, rest...)...)
+		}
+		if path.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(splitPath(target), rest...)
+	}
+	return cur
+}
+
+func splitPath(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" && c != "." {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func readlinkFd(f *os.File) (string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Readlinkat(int(f.Fd()), "", buf)
+		if err != nil {
+			return "", err
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// followLast: a path ending in "/" or "/." names what a final symlink
+// points to, as in Docker.
+func followLast(p string) bool {
+	return strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.")
+}
+
+func notFound(p string) error {
+	return errdefs.NotFound(fmt.Errorf("Could not find the file %s in container", p))
+}
+
+// stat is the PathStat of p in the view.
+func (v *fsView) stat(p string) (container.PathStat, error) {
+	f, err := v.lookup(p, followLast(p))
+	if errors.Is(err, unix.ENOENT) {
+		return container.PathStat{}, notFound(p)
+	}
+	if err != nil {
+		return container.PathStat{}, fmt.Errorf("stat %s: %w", p, err)
+	}
+	defer f.Close()
+	if err := v.reachable(f, p); err != nil {
+		return container.PathStat{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return container.PathStat{}, fmt.Errorf("stat %s: %w", p, err)
+	}
+	clean := path.Clean("/" + p)
+	st := container.PathStat{Name: path.Base(clean), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		st.LinkTarget = v.realPath(clean)
+	}
+	return st, nil
 }
 
 // ContainerStatPath stats a path in the container's filesystem.
@@ -94,32 +772,11 @@ func (e *Engine) ContainerStatPath(ctx context.Context, ref, p string) (containe
 		return container.PathStat{}, err
 	}
 	var st container.PathStat
-	err = cs.withRootfs(ctx, c, func(root string) error {
-		st, err = statPath(root, p)
+	err = cs.withView(ctx, c, func(v *fsView) error {
+		st, err = v.stat(p)
 		return err
 	})
 	return st, err
-}
-
-func statPath(root, p string) (container.PathStat, error) {
-	full, err := resolveInRoot(root, p, strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/."))
-	if err != nil {
-		return container.PathStat{}, err
-	}
-	fi, err := os.Lstat(full)
-	if errors.Is(err, os.ErrNotExist) {
-		return container.PathStat{}, errdefs.NotFound(fmt.Errorf("Could not find the file %s in container", p))
-	}
-	if err != nil {
-		return container.PathStat{}, fmt.Errorf("stat %s: %w", p, err)
-	}
-	st := container.PathStat{Name: fi.Name(), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}
-	if fi.Mode()&os.ModeSymlink != 0 {
-		if t, err := os.Readlink(full); err == nil {
-			st.LinkTarget = t
-		}
-	}
-	return st, nil
 }
 
 // ContainerArchive writes a tar of path in the container to w (its base
@@ -129,115 +786,171 @@ func (e *Engine) ContainerArchive(ctx context.Context, ref, p string, stat func(
 	if err != nil {
 		return err
 	}
-	return cs.withRootfs(ctx, c, func(root string) error {
-		st, err := statPath(root, p)
-		if err != nil {
-			return err
-		}
-		stat(st)
-		full, err := resolveInRoot(root, p, strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/."))
-		if err != nil {
-			return err
-		}
-		name := filepath.Base(full)
-		if strings.HasSuffix(p, "/.") {
-			name = "."
-		}
-		tw := tar.NewWriter(w)
-		if err := tarTree(ctx, tw, full, name); err != nil {
-			return err
-		}
-		return tw.Close()
+	return cs.withView(ctx, c, func(v *fsView) error {
+		return v.archive(ctx, p, stat, w)
 	})
 }
 
-// tarTree writes src (not following symlinks) into tw under name.
-func tarTree(ctx context.Context, tw *tar.Writer, src, name string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+func (v *fsView) archive(ctx context.Context, p string, stat func(container.PathStat), w io.Writer) error {
+	st, err := v.stat(p)
+	if err != nil {
+		return err
+	}
+	f, err := v.lookup(p, followLast(p))
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p, err)
+	}
+	defer f.Close()
+	stat(st)
+	name := st.Name
+	if strings.HasSuffix(p, "/.") {
+		name = "."
+	}
+	tw := tar.NewWriter(w)
+	if err := v.tarTree(ctx, tw, f, name); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// tarTree writes f (an O_PATH descriptor from the view, symlinks not
+// followed) and what is below it into tw under name, descending into the
+// container's mounts but not into the runtime's (see above).
+func (v *fsView) tarTree(ctx context.Context, tw *tar.Writer, f *os.File, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", name, err)
+	}
+	link := ""
+	if fi.Mode()&os.ModeSymlink != 0 {
+		if link, err = readlinkFd(f); err != nil {
+			return fmt.Errorf("read link %s: %w", name, err)
+		}
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return nil // sockets and the like are skipped
+	}
+	hdr.Name = name
+	if name == "." {
+		hdr.Name = "./"
+	}
+	if fi.IsDir() && !strings.HasSuffix(hdr.Name, "/") {
+		hdr.Name += "/"
+	}
+	hdr.Uname, hdr.Gname = "", ""
+	switch {
+	case fi.Mode().IsRegular():
+		// Reopened for reading through the descriptor: the very file stat
+		// saw, whatever happened to its name since.
+		rf, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), os.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return err
+			return fmt.Errorf("open %s: %w", name, err)
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		n := filepath.ToSlash(filepath.Join(name, rel))
-		if n == "." {
-			n = "./"
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&os.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return nil // sockets and the like are skipped
-		}
-		hdr.Name = n
-		if fi.IsDir() && !strings.HasSuffix(hdr.Name, "/") {
-			hdr.Name += "/"
-		}
-		hdr.Uname, hdr.Gname = "", ""
+		defer rf.Close()
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if fi.Mode().IsRegular() {
-			f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-			if err != nil {
-				return err
-			}
-			_, err = io.CopyN(tw, f, hdr.Size)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("archive %s: %w", n, err)
-			}
+		if _, err := io.CopyN(tw, rf, hdr.Size); err != nil {
+			return fmt.Errorf("archive %s: %w", name, err)
 		}
 		return nil
-	})
+	case !fi.IsDir():
+		return tw.WriteHeader(hdr)
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	pl, _, _, err := v.mountOf(f)
+	if err != nil {
+		return fmt.Errorf("mount of %s: %w", name, err)
+	}
+	if pl == onSystem {
+		return nil // a runtime mount point: shown, not entered
+	}
+	dfd, err := unix.Openat(int(f.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", name, err)
+	}
+	d := os.NewFile(uintptr(dfd), name)
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("read directory %s: %w", name, err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		cfd, err := unix.Openat(int(f.Fd()), n, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("open %s: %w", path.Join(name, n), err)
+		}
+		child := os.NewFile(uintptr(cfd), n)
+		err = v.tarTree(ctx, tw, child, path.Join(name, n))
+		child.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ContainerExtract extracts the tar r into the directory p inside the
-// container (resolved inside its root filesystem).
+// container (resolved in the container's filesystem, its mounts included).
 func (e *Engine) ContainerExtract(ctx context.Context, ref, p string, r io.Reader) error {
 	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	ro := c.rec.HostConfig.ReadonlyRootfs && c.running()
-	c.mu.Unlock()
-	if ro {
-		return errdefs.FailedPrecondition(fmt.Errorf("container rootfs is marked read-only"))
-	}
-	return cs.withRootfs(ctx, c, func(root string) error {
-		dir, err := resolveInRoot(root, p, true)
-		if err != nil {
-			return err
-		}
-		fi, err := os.Stat(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			return errdefs.NotFound(fmt.Errorf("Could not find the file %s in container", p))
-		}
-		if err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", p))
-		}
-		if _, _, err := archive.Apply(ctx, dir, r); err != nil {
-			return errdefs.InvalidArgument(fmt.Errorf("extract archive into %s: %w", p, err))
-		}
-		return nil
+	return cs.withView(ctx, c, func(v *fsView) error {
+		return v.extract(ctx, p, r)
 	})
+}
+
+func (v *fsView) extract(ctx context.Context, p string, r io.Reader) error {
+	dir, err := v.lookup(p, true)
+	if errors.Is(err, unix.ENOENT) {
+		return notFound(p)
+	}
+	if errors.Is(err, unix.ENOTDIR) {
+		return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", p))
+	}
+	if err != nil {
+		return fmt.Errorf("resolve %s: %w", p, err)
+	}
+	defer dir.Close()
+	fi, err := dir.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	if !fi.IsDir() {
+		return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", p))
+	}
+	pl, m, mp, err := v.mountOf(dir)
+	if err != nil {
+		return fmt.Errorf("mount of %s: %w", p, err)
+	}
+	switch {
+	case pl == onSystem:
+		return errdefs.InvalidArgument(fmt.Errorf("%s is on the container's %s mount at %s, which copies do not reach", p, mp.FSType, mp.Point))
+	case pl == onMount && m.Tmpfs && !v.running:
+		return errdefs.InvalidArgument(fmt.Errorf("cannot copy into %s: it is on the tmpfs mount at %s, which has content only while the container runs", p, m.Dest))
+	case pl == onMount && !m.RW:
+		return errdefs.InvalidArgument(fmt.Errorf("mounted volume is marked read-only"))
+	case pl == onRootfs && v.readonlyRootfs:
+		return errdefs.InvalidArgument(fmt.Errorf("container rootfs is marked read-only"))
+	}
+	// The extraction is confined to the directory's descriptor: archive.Apply
+	// resolves every entry in it with RESOLVE_IN_ROOT.
+	if _, _, err := archive.Apply(ctx, "/proc/self/fd/"+strconv.Itoa(int(dir.Fd())), r); err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("extract archive into %s: %w", p, err))
+	}
+	return nil
 }
 
 // ContainerExport writes a tar of the container's whole root filesystem.
