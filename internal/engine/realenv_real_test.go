@@ -614,6 +614,9 @@ type daemonRequest struct {
 	DataRoot string
 	Config   ContainerConfig
 	Create   []CreateOptions
+	// Stop and Pause list indexes into Create of containers to stop (as a
+	// client's stop) or pause once all are started.
+	Stop, Pause []int
 }
 
 // runDaemonProcess runs one life of berthd in a child process: it opens an
@@ -622,10 +625,17 @@ type daemonRequest struct {
 // be closed. It returns the new containers' IDs.
 func (r *realEnv) runDaemonProcess(opts ...CreateOptions) []string {
 	r.t.Helper()
+	return r.runDaemon(daemonRequest{Create: opts})
+}
+
+// runDaemon is runDaemonProcess with stops and pauses.
+func (r *realEnv) runDaemon(dr daemonRequest) []string {
+	r.t.Helper()
 	if r.e != nil {
 		r.t.Fatal("runDaemonProcess: close the engine first (one engine opens the roots at a time)")
 	}
-	req, err := json.Marshal(daemonRequest{DataRoot: r.dataRoot, Config: r.config(), Create: opts})
+	dr.DataRoot, dr.Config = r.dataRoot, r.config()
+	req, err := json.Marshal(dr)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -678,6 +688,19 @@ func daemonProcess(reqJSON string) int {
 			return 1
 		}
 		ids = append(ids, id)
+	}
+	for _, i := range req.Stop {
+		timeout := 10
+		if err := e.ContainerStop(ctx, ids[i], "", &timeout); err != nil {
+			fmt.Fprintf(os.Stderr, "stop %s: %v\n", ids[i], err)
+			return 1
+		}
+	}
+	for _, i := range req.Pause {
+		if err := e.ContainerPause(ctx, ids[i]); err != nil {
+			fmt.Fprintf(os.Stderr, "pause %s: %v\n", ids[i], err)
+			return 1
+		}
 	}
 	e.ContainersShutdown()
 	if err := e.Close(); err != nil {

@@ -264,3 +264,70 @@ func TestRealShimKilledWhileEngineDown(t *testing.T) {
 	}
 	r.assertNoTrace(id)
 }
+
+// TestRealRestorePoliciesAndPause: at engine start, restart policies apply
+// as Docker's do at daemon start (always restarts a container a client
+// stopped, unless-stopped does not), a running always container is
+// reconnected, not restarted, and a paused container is found paused, its
+// health checks going on.
+func TestRealRestorePoliciesAndPause(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	loop := []string{"sh", "-c", `trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done`}
+	policy := func(name container.RestartPolicyMode) *container.HostConfig {
+		return &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: name}}
+	}
+	health := &container.HealthConfig{Test: []string{"CMD", "true"}, Interval: 100 * time.Millisecond, Retries: 1}
+	r.closeEngine()
+	ids := r.runDaemon(daemonRequest{
+		Create: []CreateOptions{
+			{Name: "always-stopped", Config: &container.Config{Image: r.image, Cmd: loop}, HostConfig: policy(container.RestartPolicyAlways)},
+			{Name: "unless-stopped-stopped", Config: &container.Config{Image: r.image, Cmd: loop}, HostConfig: policy(container.RestartPolicyUnlessStopped)},
+			{Name: "always-running", Config: &container.Config{Image: r.image, Cmd: loop}, HostConfig: policy(container.RestartPolicyAlways)},
+			{Name: "paused", Config: &container.Config{Image: r.image, Cmd: loop, Healthcheck: health}},
+		},
+		Stop:  []int{0, 1},
+		Pause: []int{3},
+	})
+	alwaysStopped, unlessStopped, alwaysRunning, paused := ids[0], ids[1], ids[2], ids[3]
+	r.open()
+	r.waitLog(alwaysStopped, "ready\nready\n")
+	if in := r.inspect(alwaysStopped); !in.State.Running {
+		t.Errorf("always container a client stopped: state %+v after engine start, want restarted (Docker restarts it at daemon start)", in.State)
+	}
+	if in := r.inspect(unlessStopped); in.State.Running || in.State.Status != StateExited {
+		t.Errorf("unless-stopped container a client stopped: state %+v after engine start, want exited", in.State)
+	}
+	if in := r.inspect(alwaysRunning); !in.State.Running || in.RestartCount != 0 {
+		t.Errorf("running always container: state %+v RestartCount %d after engine start, want running, reconnected (no restart)", in.State, in.RestartCount)
+	}
+	if out, _ := r.logsOf(alwaysRunning); out != "ready\n" {
+		t.Errorf("running always container ran again at engine start: log %q", out)
+	}
+	in := r.inspect(paused)
+	if in.State.Status != StatePaused || !in.State.Paused {
+		t.Fatalf("paused container after engine start: state %+v, want paused", in.State)
+	}
+	if fs := freezerState(paused); fs != "" && fs != "FROZEN" {
+		t.Errorf("paused container after engine start: freezer %q, want FROZEN", fs)
+	}
+	if err := r.e.ContainerUnpause(context.Background(), paused); err != nil {
+		t.Fatalf("unpause after engine start: %v", err)
+	}
+	if out, _, code := r.execIn(paused, "echo", "thawed"); out != "thawed\n" || code != 0 {
+		t.Errorf("exec after unpause: %q code %d", out, code)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h := r.inspect(paused).State.Health
+		if h != nil && h.Status == container.Healthy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health checks of the restored container: %+v, want healthy", h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
