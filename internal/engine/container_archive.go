@@ -155,6 +155,7 @@ type fsView struct {
 	readonlyRootfs bool
 	mounts         []viewMount // by destination
 	table          map[uint64]viewMountPoint
+	rootMount      uint64 // mount ID of root, once known
 	// reread refreshes table (a running container may have mounted since).
 	reread func() (map[uint64]viewMountPoint, error)
 }
@@ -593,6 +594,18 @@ func (v *fsView) mountOf(f *os.File) (place, *viewMount, viewMountPoint, error) 
 	var stx unix.Statx_t
 	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
 		return 0, nil, viewMountPoint{}, fmt.Errorf("statx: %w", err)
+	}
+	if v.rootMount == 0 {
+		var rst unix.Statx_t
+		if err := unix.Statx(int(v.root.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &rst); err != nil {
+			return 0, nil, viewMountPoint{}, fmt.Errorf("statx of the root: %w", err)
+		}
+		v.rootMount = rst.Mnt_id
+	}
+	if stx.Mnt_id == v.rootMount {
+		// The root's own mount, whatever mountinfo says of it (a root that
+		// is not itself a mount point has none there).
+		return onRootfs, nil, viewMountPoint{Point: "/"}, nil
 	}
 	mp, ok := v.table[stx.Mnt_id]
 	if !ok && v.reread != nil {

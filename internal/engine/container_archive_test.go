@@ -435,3 +435,86 @@ func TestViewExtractRules(t *testing.T) {
 }
 
 func itoa(fd uintptr) string { return strconv.Itoa(int(fd)) }
+
+func TestRunningViewRefusesAnotherProcess(t *testing.T) {
+	// This process's root is not the directory named as the container's
+	// root filesystem (as for a PID reused after a container died): no view.
+	_, err := openRunningView(os.Getpid(), t.TempDir(), nil, false)
+	if !errdefs.IsConflict(err) {
+		t.Errorf("a view of a process outside the root filesystem: %v", err)
+	}
+}
+
+func TestRunningViewSeesProcessMounts(t *testing.T) {
+	if !inArchiveChild(t) {
+		return
+	}
+	rootfs := testutil.BusyboxRootfs(t)
+	if err := os.Mkdir(filepath.Join(rootfs, "tm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "tm", "under"), []byte("under the tmpfs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A process in a mount namespace of its own, chrooted into rootfs, with
+	// /proc and a tmpfs mounted there: the mounts exist only in its namespace.
+	cmd := exec.Command("/bin/busybox", "sh", "-c", "busybox mount -t proc proc /proc && busybox mount -t tmpfs tmpfs /tm && echo in-tmpfs > /tm/f && echo ready && exec busybox sleep 1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Chroot: rootfs, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "ready\n" {
+		t.Fatalf("the process did not start: %q %v", line, err)
+	}
+	mounts := []viewMount{{Dest: "/tm", Tmpfs: true, RW: true}}
+	v, err := openRunningView(cmd.Process.Pid, rootfs, mounts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+
+	if got, _, err := tarOf(t, v, "/tm/f"); err != nil || got["f"] != "in-tmpfs\n" {
+		t.Errorf("/tm/f: %v %v", got, err)
+	}
+	if _, err := v.stat("/tm/under"); !errdefs.IsNotFound(err) {
+		t.Errorf("the root filesystem under the tmpfs is visible: %v", err)
+	}
+	// The runtime's mounts are not reached, and not entered.
+	if _, err := v.stat("/proc/cpuinfo"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("stat /proc/cpuinfo: %v", err)
+	}
+	if err := v.extract(context.Background(), "/proc", tarWith(t, "x", "x")); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("extract into /proc: %v", err)
+	}
+	got, _, err := tarOf(t, v, "/")
+	if err != nil || got["/tm/f"] != "in-tmpfs\n" || got["/proc/"] != "<dir>" || got["/bin/busybox"] == "" {
+		t.Errorf("/: %d entries, /tm/f %q, /proc/ %q, %v", len(got), got["/tm/f"], got["/proc/"], err)
+	}
+	for name := range got {
+		if strings.HasPrefix(name, "/proc/") && name != "/proc/" {
+			t.Errorf("the archive of / entered /proc: %s", name)
+			break
+		}
+	}
+	// A copy into the tmpfs is what the process sees.
+	if err := v.extract(context.Background(), "/tm", tarWith(t, "new", "copied")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/root/tm/new")
+	if err != nil || string(b) != "copied" {
+		t.Errorf("the process reads %q (%v) from the copied file", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "tm", "new")); err == nil {
+		t.Errorf("the copy went to the root filesystem under the tmpfs")
+	}
+}
