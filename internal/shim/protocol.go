@@ -4,7 +4,9 @@
 // runtime CLI (berth-runtime, runc, crun), holds the container's stdio or pty,
 // writes its output to a Docker json-file log with rotation, reaps the
 // container's processes as a child subreaper, records the exit status in its
-// state directory, and serves attach, resize and exec to clients.
+// state directory (with whether the kernel's OOM killer struck, read from the
+// container's memory cgroup as the init exits, see oom.go), and serves
+// attach, resize, exec and resource updates to clients.
 //
 // The protocol is deliberately small so the shim stays lean: over a unix
 // socket in the state directory a client sends one JSON request line and
