@@ -13,9 +13,11 @@ all: build
 deps:
 	bash scripts/install-deps.sh
 
+# berth-init runs inside containers' root filesystems: it is built static.
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(filter-out berth-init,$(CMDS)))
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/berth-init
 
 # The fresh-machine demo: install, build, and run a busybox container.
 demo: deps build
