@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// TestRealReadOnlyRootfs: --read-only makes the root filesystem read-only
+// while --tmpfs mounts and the engine's /etc files stay usable.
+func TestRealReadOnlyRootfs(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	hc := &container.HostConfig{ReadonlyRootfs: true, Tmpfs: map[string]string{"/scratch": "size=1m"}}
+	id := r.run(hc, "sh", "-c", `if touch /in-rootfs 2>/dev/null; then echo rootfs-writable; fi; echo ok > /scratch/f && cat /scratch/f; cat /etc/hostname`)
+	if code := r.wait(id); code != 0 {
+		_, e := r.logsOf(id)
+		t.Fatalf("exit %d, stderr %q", code, e)
+	}
+	if out, _ := r.logsOf(id); out != "ok\n"+id[:12]+"\n" {
+		t.Errorf("read-only container output %q, want %q", out, "ok\n"+id[:12]+"\n")
+	}
+	// Nothing reached the container's writable layer.
+	changes := filepath.Join(r.dataRoot, "snapshots")
+	var written []string
+	filepath.WalkDir(changes, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "in-rootfs" {
+			written = append(written, p)
+		}
+		return nil
+	})
+	if len(written) > 0 {
+		t.Errorf("a read-only container wrote %v", written)
+	}
+}
+
+// TestRealLogRotation: with max-size and max-file the log is rotated, and
+// reading it yields the newest lines in order with none missing between
+// the first kept and the last.
+func TestRealLogRotation(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	hc := &container.HostConfig{LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "2k", "max-file": "3"}}}
+	id := r.run(hc, "sh", "-c", `i=1; while [ $i -le 400 ]; do echo "line-$i-padding-padding"; i=$((i+1)); done`)
+	if code := r.wait(id); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	out, _ := r.logsOf(id)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) == 0 || lines[len(lines)-1] != "line-400-padding-padding" {
+		t.Fatalf("rotated log does not end with the last line: %d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+	if len(lines) >= 400 {
+		t.Errorf("rotated log kept all %d lines with max-size 2k and max-file 3", len(lines))
+	}
+	var first int
+	if _, err := fmt.Sscanf(lines[0], "line-%d-", &first); err != nil {
+		t.Fatalf("first kept line %q", lines[0])
+	}
+	for i, l := range lines {
+		if want := fmt.Sprintf("line-%d-padding-padding", first+i); l != want {
+			t.Fatalf("rotated log line %d is %q, want %q (lines lost or reordered)", i, l, want)
+		}
+	}
+	logPath := r.inspect(id).LogPath
+	files, _ := filepath.Glob(logPath + "*")
+	if len(files) > 3 {
+		t.Errorf("log files %v, want at most 3", files)
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil && fi.Size() > 2048+256 {
+			t.Errorf("log file %s is %d bytes, over max-size 2k", f, fi.Size())
+		}
+	}
+}
+
+// TestRealExecLifecycle: an exec created while the container runs cannot
+// start once the container stopped; a long exec ends with its container.
+func TestRealExecLifecycle(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := r.run(nil, "sh", "-c", `trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done`)
+	r.waitLog(id, "ready")
+	late, err := r.e.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: []string{"true"}})
+	if err != nil {
+		t.Fatalf("exec create: %v", err)
+	}
+	long, err := r.e.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: []string{"sleep", "1000"}, AttachStdout: true})
+	if err != nil {
+		t.Fatalf("exec create: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.e.ExecStart(ctx, long, ExecStartOptions{Stdout: &strings.Builder{}}) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		xi, err := r.e.ExecInspect(ctx, long)
+		if err == nil && xi.Running && xi.Pid > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("long exec is not running: %+v %v", xi, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	timeout := 10
+	if err := r.e.ContainerStop(ctx, id, "", &timeout); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Logf("long exec start returned %v when its container stopped", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a running exec did not end when its container stopped")
+	}
+	if xi, err := r.e.ExecInspect(ctx, long); err != nil || xi.Running {
+		t.Errorf("long exec after its container stopped: %+v %v, want not running", xi, err)
+	}
+	if err := r.e.ExecStart(ctx, late, ExecStartOptions{}); !errdefs.IsConflict(err) {
+		t.Errorf("start of an exec whose container stopped: %v, want a conflict", err)
+	}
+	if _, err := r.e.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: []string{"true"}}); !errdefs.IsConflict(err) {
+		t.Errorf("exec create in a stopped container: %v, want a conflict", err)
+	}
+}
+
+// TestRealRenameAndWaitNextExit: a running container renamed keeps running
+// under its new name, and a next-exit wait taken while it runs yields the
+// exit of that run.
+func TestRealRenameAndWaitNextExit(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := r.create("before", nil, "sh", "-c", `trap "exit 3" TERM; echo ready; while :; do sleep 0.1; done`)
+	next, err := r.e.ContainerWaitChan(ctx, id, WaitNextExit)
+	if err != nil {
+		t.Fatalf("wait next-exit: %v", err)
+	}
+	r.start(id)
+	r.waitLog(id, "ready")
+	if err := r.e.ContainerRename(ctx, "before", "after"); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	if _, err := r.e.ContainerInspect(ctx, "before", false); !errdefs.IsNotFound(err) {
+		t.Errorf("old name after rename: %v, want not found", err)
+	}
+	if in := r.inspect("after"); in.ID != id || in.Name != "/after" || !in.State.Running {
+		t.Errorf("inspect by the new name: id %s name %s state %+v", in.ID, in.Name, in.State)
+	}
+	other := r.create("other", nil, "true")
+	if err := r.e.ContainerRename(ctx, other, "after"); !errdefs.IsConflict(err) {
+		t.Errorf("rename to a name in use: %v, want a conflict", err)
+	}
+	if err := r.e.ContainerStop(ctx, "after", "", nil); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case code := <-next:
+		if code != 3 {
+			t.Errorf("next-exit wait: %d, want 3", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("next-exit wait did not fire")
+	}
+	past, _ := r.e.Events(ctx, time.Time{}, time.Now(), EventFilter{"container": {"after"}, "event": {"die"}})
+	if len(past) != 1 || past[0].Actor.ID != id {
+		t.Errorf("die events filtered by the new name: %+v", past)
+	}
+}
+
+// TestRealPrune: container prune removes stopped containers only, volume
+// prune the unused anonymous volumes only (Docker's default), both leaving
+// nothing of what they removed.
+func TestRealPrune(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	ctx := context.Background()
+	img := r.importImage([]string{"VOLUME /srv"})
+	stopped, err := r.tryCreateConfig("", &container.Config{Image: img, Cmd: []string{"true"}}, &container.HostConfig{Binds: []string{"keepme:/keep"}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	r.start(stopped)
+	r.wait(stopped)
+	running := r.run(nil, "sh", "-c", `echo ready; while :; do sleep 0.1; done`)
+	r.waitLog(running, "ready")
+	anon := ""
+	for _, m := range r.inspect(stopped).Mounts {
+		if m.Destination == "/srv" {
+			anon = m.Name
+		}
+	}
+	rep, err := r.e.ContainerPrune(ctx, nil)
+	if err != nil {
+		t.Fatalf("container prune: %v", err)
+	}
+	if !slices.Equal(rep.ContainersDeleted, []string{stopped}) {
+		t.Errorf("container prune deleted %v, want only the stopped %s", rep.ContainersDeleted, stopped)
+	}
+	r.assertNoTrace(stopped)
+	if !r.inspect(running).State.Running {
+		t.Errorf("container prune touched the running container")
+	}
+	vrep, err := r.e.VolumePrune(ctx, nil)
+	if err != nil {
+		t.Fatalf("volume prune: %v", err)
+	}
+	if !slices.Equal(vrep.VolumesDeleted, []string{anon}) {
+		t.Errorf("volume prune deleted %v, want only the anonymous %s", vrep.VolumesDeleted, anon)
+	}
+	if _, err := r.e.VolumeInspect(ctx, "keepme"); err != nil {
+		t.Errorf("named volume after a default volume prune: %v, want kept", err)
+	}
+	vrep, err = r.e.VolumePrune(ctx, map[string][]string{"all": {"true"}})
+	if err != nil || !slices.Equal(vrep.VolumesDeleted, []string{"keepme"}) {
+		t.Errorf("volume prune all=true: %v %v, want keepme deleted", vrep.VolumesDeleted, err)
+	}
+}
