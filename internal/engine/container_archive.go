@@ -120,7 +120,8 @@ func (cs *containers) withRootfs(ctx context.Context, c *ctr, fn func(root strin
 // read-only". The runtime's own mounts of a running container (/proc, /sys,
 // /dev and the masked paths) are not part of what cp reaches, as in Docker:
 // a path on one of them is refused, and a copy of a directory holding one
-// shows the mount point as an empty directory.
+// shows the mount point as an empty directory (Docker's view of a container
+// never holds them either).
 
 // viewMount is one of the container's mounts as the archive endpoints see it.
 type viewMount struct {
@@ -144,6 +145,7 @@ type viewMount struct {
 type viewMountPoint struct {
 	Point  string
 	FSType string
+	Parent uint64 // the mount ID of the mount it is on
 }
 
 // fsView is a container's filesystem as its processes see it.
@@ -155,7 +157,10 @@ type fsView struct {
 	readonlyRootfs bool
 	mounts         []viewMount // by destination
 	table          map[uint64]viewMountPoint
-	rootMount      uint64 // mount ID of root, once known
+	// rootMount and byID: the mount IDs of the root and of the container's
+	// mounts (see index).
+	rootMount uint64
+	byID      map[uint64]*viewMount
 	// reread refreshes table (a running container may have mounted since).
 	reread func() (map[uint64]viewMountPoint, error)
 }
@@ -439,24 +444,8 @@ func attachViewMount(root *os.File, m viewMount) error {
 		if target, err = pathrs.MkdirAllHandle(root, rel, 0o755); err != nil {
 			return fmt.Errorf("mount point %s: %w", m.Dest, err)
 		}
-	} else {
-		parent, err := pathrs.MkdirAllHandle(root, path.Dir(rel), 0o755)
-		if err != nil {
-			return fmt.Errorf("mount point %s: %w", m.Dest, err)
-		}
-		base := path.Base(rel)
-		if fd, err := unix.Openat(int(parent.Fd()), base, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644); err == nil {
-			unix.Close(fd)
-		} else if !errors.Is(err, unix.EISDIR) {
-			parent.Close()
-			return fmt.Errorf("mount point %s: %w", m.Dest, err)
-		}
-		fd, err := unix.Openat(int(parent.Fd()), base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		parent.Close()
-		if err != nil {
-			return fmt.Errorf("mount point %s: %w", m.Dest, err)
-		}
-		target = os.NewFile(uintptr(fd), m.Dest)
+	} else if target, err = fileMountPoint(root, rel); err != nil {
+		return fmt.Errorf("mount point %s: %w", m.Dest, err)
 	}
 	defer target.Close()
 	var mnt bmount.Mount
@@ -477,6 +466,39 @@ func attachViewMount(root *os.File, m viewMount) error {
 	return nil
 }
 
+// fileMountPoint resolves (following symlinks inside root, as the runtime
+// does) or creates the regular file rel to mount a file on. Anything else
+// there (a FIFO or device the container made, say) is refused, never
+// opened.
+func fileMountPoint(root *os.File, rel string) (*os.File, error) {
+	f, err := openInRoot(root, rel)
+	if errors.Is(err, unix.ENOENT) {
+		parent, err := pathrs.MkdirAllHandle(root, path.Dir(rel), 0o755)
+		if err != nil {
+			return nil, err
+		}
+		fd, err := unix.Openat(int(parent.Fd()), path.Base(rel), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
+		parent.Close()
+		if err != nil {
+			return nil, err
+		}
+		unix.Close(fd)
+		f, err = openInRoot(root, rel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // tmpfsStandIn are the options of the empty tmpfs shown for a stopped
 // container's tmpfs mount: read-only, with the mount's mode and owner.
 func tmpfsStandIn(data string) []string {
@@ -490,8 +512,8 @@ func tmpfsStandIn(data string) []string {
 }
 
 // parseMountinfo reads /proc/<pid>/mountinfo: mount ID -> the mount's point
-// relative to prefix ("/" for prefix itself) and type. Mounts outside
-// prefix are left out.
+// relative to prefix ("/" for prefix itself), type and parent. Mounts
+// outside prefix are left out.
 func parseMountinfo(r io.Reader, prefix string) (map[uint64]viewMountPoint, error) {
 	prefix = path.Clean(prefix)
 	out := map[uint64]viewMountPoint{}
@@ -528,7 +550,8 @@ func parseMountinfo(r io.Reader, prefix string) (map[uint64]viewMountPoint, erro
 		default:
 			continue
 		}
-		out[id] = viewMountPoint{Point: rel, FSType: f[sep+1]}
+		parent, _ := strconv.ParseUint(f[1], 10, 64)
+		out[id] = viewMountPoint{Point: rel, FSType: f[sep+1], Parent: parent}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
@@ -564,62 +587,99 @@ const (
 	onSystem              // a mount of the runtime's (/proc, /sys, /dev ...)
 )
 
-// classify says which mount the mount point point belongs to: the root
-// filesystem, the container mount whose destination is its longest prefix
-// (a submount of a recursive bind belongs to the bind), or the runtime.
-func classify(point string, mounts []viewMount) (place, *viewMount) {
-	if point == "/" {
+// classify says where the mount id lies: on the root filesystem's mount
+// (rootMount), on one of the container's mounts (byID: the mount found at
+// each destination) or a submount of one (a recursive bind's), or else on
+// one of the runtime's. Mounts are matched by ID, not by path: a
+// destination reached through a symlink is mounted where the link leads.
+func classify(id, rootMount uint64, table map[uint64]viewMountPoint, byID map[uint64]*viewMount) (place, *viewMount) {
+	if id == rootMount {
 		return onRootfs, nil
 	}
-	var best *viewMount
-	for i := range mounts {
-		d := mounts[i].Dest
-		if point == d || strings.HasPrefix(point, d+"/") {
-			if best == nil || len(d) > len(best.Dest) {
-				best = &mounts[i]
+	for p, n := id, 0; p != 0 && p != rootMount && n < 4096; n++ {
+		if m := byID[p]; m != nil {
+			if m.Network {
+				return onRootfs, m
 			}
+			return onMount, m
 		}
-	}
-	switch {
-	case best != nil && best.Network:
-		return onRootfs, best
-	case best != nil:
-		return onMount, best
+		mp, ok := table[p]
+		if !ok {
+			break
+		}
+		p = mp.Parent
 	}
 	return onSystem, nil
 }
 
-// mountOf returns where f (a descriptor from the view) lies.
-func (v *fsView) mountOf(f *os.File) (place, *viewMount, viewMountPoint, error) {
+func mountID(f *os.File) (uint64, bool, error) {
 	var stx unix.Statx_t
 	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
-		return 0, nil, viewMountPoint{}, fmt.Errorf("statx: %w", err)
+		return 0, false, fmt.Errorf("statx: %w", err)
 	}
-	if v.rootMount == 0 {
-		var rst unix.Statx_t
-		if err := unix.Statx(int(v.root.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &rst); err != nil {
-			return 0, nil, viewMountPoint{}, fmt.Errorf("statx of the root: %w", err)
+	root := stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+	return stx.Mnt_id, root, nil
+}
+
+// index finds the mount IDs of the root and of the container's mounts: each
+// destination resolved in the view, where it must be a mount's root. Of two
+// mounts found at one place the read-only one counts.
+func (v *fsView) index() error {
+	if v.byID != nil {
+		return nil
+	}
+	id, _, err := mountID(v.root)
+	if err != nil {
+		return fmt.Errorf("mount of the root: %w", err)
+	}
+	v.rootMount = id
+	v.byID = map[uint64]*viewMount{}
+	for i := range v.mounts {
+		m := &v.mounts[i]
+		f, err := v.lookup(m.Dest, true)
+		if err != nil {
+			continue // gone (moved away by the container): nothing there counts as it
 		}
-		v.rootMount = rst.Mnt_id
+		id, isRoot, err := mountID(f)
+		f.Close()
+		if err != nil || !isRoot || id == v.rootMount {
+			continue
+		}
+		if prev := v.byID[id]; prev == nil || (prev.RW && !m.RW) {
+			v.byID[id] = m
+		}
 	}
-	if stx.Mnt_id == v.rootMount {
+	return nil
+}
+
+// mountOf returns where f (a descriptor from the view) lies, and the mount
+// point and type of its mount.
+func (v *fsView) mountOf(f *os.File) (place, *viewMount, viewMountPoint, error) {
+	if err := v.index(); err != nil {
+		return 0, nil, viewMountPoint{}, err
+	}
+	id, _, err := mountID(f)
+	if err != nil {
+		return 0, nil, viewMountPoint{}, err
+	}
+	if id == v.rootMount {
 		// The root's own mount, whatever mountinfo says of it (a root that
-		// is not itself a mount point has none there).
+		// is not itself a mount point has no line there).
 		return onRootfs, nil, viewMountPoint{Point: "/"}, nil
 	}
-	mp, ok := v.table[stx.Mnt_id]
+	mp, ok := v.table[id]
 	if !ok && v.reread != nil {
 		t, err := v.reread()
 		if err != nil {
 			return 0, nil, viewMountPoint{}, err
 		}
 		v.table = t
-		mp, ok = t[stx.Mnt_id]
+		mp, ok = t[id]
 	}
 	if !ok {
-		return onSystem, nil, viewMountPoint{Point: "?", FSType: "unknown"}, nil
+		mp = viewMountPoint{Point: "?", FSType: "unknown"}
 	}
-	pl, m := classify(mp.Point, v.mounts)
+	pl, m := classify(id, v.rootMount, v.table, v.byID)
 	return pl, m, mp, nil
 }
 
@@ -639,9 +699,11 @@ const viewResolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 
 // openInRoot resolves rel (relative, clean; "." for the root) in the view,
 // following every symlink inside it, to an O_PATH descriptor.
-func (v *fsView) openInRoot(rel string) (*os.File, error) {
+func (v *fsView) openInRoot(rel string) (*os.File, error) { return openInRoot(v.root, rel) }
+
+func openInRoot(root *os.File, rel string) (*os.File, error) {
 	for {
-		fd, err := unix.Openat2(int(v.root.Fd()), rel, &unix.OpenHow{
+		fd, err := unix.Openat2(int(root.Fd()), rel, &unix.OpenHow{
 			Flags:   unix.O_PATH | unix.O_CLOEXEC,
 			Resolve: viewResolve,
 		})
@@ -652,7 +714,7 @@ func (v *fsView) openInRoot(rel string) (*os.File, error) {
 			continue
 		}
 		if errors.Is(err, unix.ENOSYS) {
-			return pathrs.OpenatInRoot(v.root, rel)
+			return pathrs.OpenatInRoot(root, rel)
 		}
 		return nil, err
 	}

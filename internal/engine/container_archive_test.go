@@ -37,9 +37,9 @@ func TestParseMountinfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[uint64]viewMountPoint{
-		30: {"/", "overlay"},
-		31: {"/data", "ext4"},
-		32: {"/my dir", "tmpfs"},
+		30: {"/", "overlay", 21},
+		31: {"/data", "ext4", 30},
+		32: {"/my dir", "tmpfs", 30},
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %v, want %v", got, want)
@@ -59,35 +59,43 @@ func TestParseMountinfo(t *testing.T) {
 	}
 }
 
-func TestClassifyMountPoint(t *testing.T) {
+func TestClassifyMount(t *testing.T) {
 	mounts := []viewMount{
 		{Dest: "/data", Source: "/vol/a", RW: true, Volume: "a"},
 		{Dest: "/data/sub", Source: "/host/b", RW: false},
 		{Dest: "/etc/hosts", Source: "/c/hosts", RW: true, Network: true},
-		{Dest: "/run/t", Tmpfs: true, RW: true},
 	}
+	// 1 the root filesystem; 2 /data, 3 /data/sub and 4 below it (a
+	// submount of the recursive bind); 5 /etc/hosts; 6 /proc and 7 under it;
+	// 8 /dev and 9 /dev/shm; 10 an unknown mount.
+	table := map[uint64]viewMountPoint{
+		2: {"/data", "ext4", 1}, 3: {"/data/sub", "ext4", 2}, 4: {"/data/sub/nested", "tmpfs", 3},
+		5: {"/etc/hosts", "ext4", 1}, 6: {"/proc", "proc", 1}, 7: {"/proc/kcore", "tmpfs", 6},
+		8: {"/dev", "tmpfs", 1}, 9: {"/dev/shm", "tmpfs", 8},
+	}
+	byID := map[uint64]*viewMount{2: &mounts[0], 3: &mounts[1], 5: &mounts[2]}
 	for _, tc := range []struct {
-		point string
+		id    uint64
 		place place
 		dest  string
 	}{
-		{"/", onRootfs, ""},
-		{"/data", onMount, "/data"},
-		{"/data/sub", onMount, "/data/sub"},
-		{"/data/sub/nested", onMount, "/data/sub"}, // a submount of a recursive bind
-		{"/datax", onSystem, ""},
-		{"/etc/hosts", onRootfs, "/etc/hosts"},
-		{"/run/t", onMount, "/run/t"},
-		{"/proc", onSystem, ""},
-		{"/dev/shm", onSystem, ""},
+		{1, onRootfs, ""},
+		{2, onMount, "/data"},
+		{3, onMount, "/data/sub"},
+		{4, onMount, "/data/sub"},
+		{5, onRootfs, "/etc/hosts"},
+		{6, onSystem, ""},
+		{7, onSystem, ""},
+		{9, onSystem, ""},
+		{10, onSystem, ""},
 	} {
-		pl, m := classify(tc.point, mounts)
+		pl, m := classify(tc.id, 1, table, byID)
 		dest := ""
 		if m != nil {
 			dest = m.Dest
 		}
 		if pl != tc.place || dest != tc.dest {
-			t.Errorf("classify(%s) = %v %q, want %v %q", tc.point, pl, dest, tc.place, tc.dest)
+			t.Errorf("classify(%d) = %v %q, want %v %q", tc.id, pl, dest, tc.place, tc.dest)
 		}
 	}
 }
@@ -516,5 +524,44 @@ func TestRunningViewSeesProcessMounts(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(rootfs, "tm", "new")); err == nil {
 		t.Errorf("the copy went to the root filesystem under the tmpfs")
+	}
+}
+
+func TestViewFileMountPoints(t *testing.T) {
+	if !inArchiveChild(t) {
+		return
+	}
+	// A network file's mount point that is a link inside the container is
+	// followed there, as the runtime does.
+	f := newViewFixture(t)
+	hosts := filepath.Join(f.rootfs, "etc", "hosts")
+	if err := os.Remove(hosts); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.rootfs, "etc", "hosts.real"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("hosts.real", hosts); err != nil {
+		t.Fatal(err)
+	}
+	v := f.open(t, false)
+	if got, _, err := tarOf(t, v, "/etc/hosts.real"); err != nil || got["hosts.real"] != "127.0.0.1 localhost\n" {
+		t.Errorf("/etc/hosts.real: %v %v", got, err)
+	}
+	// A FIFO (or device) there is refused, never opened.
+	if err := os.Remove(hosts); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(hosts, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := func(target string) error {
+		return bmount.Mount{Type: "bind", Source: f.rootfs, Options: []string{"rbind"}}.Mount(target)
+	}
+	if v, err := openPrivateView(t.TempDir(), rootfs, f.mounts, false, nil); err == nil {
+		v.Close()
+		t.Errorf("a view with a FIFO at a file's mount point was made")
+	} else if !strings.Contains(err.Error(), "/etc/hosts") {
+		t.Errorf("the error does not name the mount point: %v", err)
 	}
 }
