@@ -239,3 +239,48 @@ func TestRealPrune(t *testing.T) {
 		t.Errorf("volume prune all=true: %v %v, want keepme deleted", vrep.VolumesDeleted, err)
 	}
 }
+
+// TestRealLongExecRoot: under an exec root too long for the shim sockets
+// of <exec-root>/containers/<64-hex id>/, the shim's state lives under the
+// ID's first 16 characters; containers run, survive an engine restart and
+// leave nothing there.
+func TestRealLongExecRoot(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	r.closeEngine()
+	short := r.execRoot
+	long := filepath.Join(short, strings.Repeat("x", 30))
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r.execRoot = long
+	t.Cleanup(func() { os.RemoveAll(short) })
+	if n := len(filepath.Join(long, "containers", strings.Repeat("0", 64), "shim.sock.tmp")); n <= 107 {
+		t.Fatalf("exec root %s is not long enough for the test (%d bytes)", long, n)
+	}
+	id := r.runDaemonProcess(CreateOptions{Config: &container.Config{Image: r.image,
+		Cmd: []string{"sh", "-c", `trap "exit 4" TERM; echo ready; while :; do sleep 0.1; done`}}})[0]
+	if _, err := os.Stat(filepath.Join(long, "containers", id[:16], "shim.sock")); err != nil {
+		t.Errorf("shim socket under the short name: %v", err)
+	}
+	r.open()
+	r.waitLog(id, "ready")
+	if st := r.inspect(id).State; !st.Running {
+		t.Fatalf("after an engine restart: state %+v, want running", st)
+	}
+	if out, _, code := r.execIn(id, "echo", "hi"); out != "hi\n" || code != 0 {
+		t.Errorf("exec: %q %d", out, code)
+	}
+	if err := r.e.ContainerStop(context.Background(), id, "", nil); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if code := r.wait(id); code != 4 {
+		t.Errorf("exit %d, want 4", code)
+	}
+	if err := r.e.ContainerRemove(context.Background(), id, false, false); err != nil {
+		t.Fatalf("rm: %v", err)
+	}
+	r.assertNoTrace(id)
+}
