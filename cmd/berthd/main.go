@@ -66,6 +66,11 @@ type config struct {
 	// LiveRestore is accepted for dockerd compatibility: containers always
 	// outlive berthd under their shims.
 	LiveRestore bool `json:"live-restore"`
+	// Init runs containers under the init unless they say otherwise;
+	// InitPath is the init binary (default: berth-init next to berthd's
+	// binary, else on PATH). dockerd's --init and --init-path.
+	Init     bool   `json:"init"`
+	InitPath string `json:"init-path"`
 }
 
 // runtimeConfig is one entry of the "runtimes" configuration.
@@ -113,6 +118,8 @@ func main() {
 	f.StringArrayVar(&cfg.AddRuntimes, "add-runtime", nil, "register an OCI runtime as name=path; repeatable")
 	f.StringVar(&cfg.DefaultRuntime, "default-runtime", "berth-runtime", "OCI runtime of containers that name none")
 	f.BoolVar(&cfg.LiveRestore, "live-restore", true, "keep containers running while berthd is down (always on)")
+	f.BoolVar(&cfg.Init, "init", false, "run an init in containers to forward signals and reap processes (a container's --init=false turns it off)")
+	f.StringVar(&cfg.InitPath, "init-path", "", "init binary for containers run with --init (default berth-init next to berthd, else on PATH)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berthd:", err)
 		os.Exit(1)
@@ -157,6 +164,8 @@ func loadConfig(cmd *cobra.Command, path string, flags config) (config, error) {
 	set("max-concurrent-downloads", func() { out.MaxConcurrentDown = flags.MaxConcurrentDown })
 	set("max-concurrent-uploads", func() { out.MaxConcurrentUp = flags.MaxConcurrentUp })
 	set("default-runtime", func() { out.DefaultRuntime = flags.DefaultRuntime })
+	set("init", func() { out.Init = flags.Init })
+	set("init-path", func() { out.InitPath = flags.InitPath })
 	out.AddRuntimes = flags.AddRuntimes
 	if out.DefaultRuntime == "" {
 		out.DefaultRuntime = flags.DefaultRuntime
@@ -289,9 +298,10 @@ func run(cfg config) error {
 	return nil
 }
 
-// containerConfig resolves the shim and runtime binaries: berth-shim and
-// berth-runtime next to berthd's own binary, else on PATH; runtimes from
-// the config file and --add-runtime.
+// containerConfig resolves the shim, runtime and init binaries: berth-shim,
+// berth-runtime and berth-init next to berthd's own binary, else on PATH
+// (the init: --init-path when set); runtimes from the config file and
+// --add-runtime.
 func containerConfig(cfg config) (engine.ContainerConfig, error) {
 	cc := engine.ContainerConfig{ExecRoot: cfg.ExecRoot, DefaultRuntime: cfg.DefaultRuntime, Runtimes: map[string]string{}}
 	besides := func(name string) string {
@@ -307,6 +317,21 @@ func containerConfig(cfg config) (engine.ContainerConfig, error) {
 		return ""
 	}
 	cc.ShimBinary = besides("berth-shim") // empty: starting containers fails saying so
+	cc.DefaultInit = cfg.Init
+	if cfg.InitPath != "" {
+		p, err := exec.LookPath(cfg.InitPath)
+		if err != nil {
+			return cc, fmt.Errorf("init binary %s (--init-path, \"init-path\"): %w", cfg.InitPath, err)
+		}
+		if cc.InitPath, err = filepath.Abs(p); err != nil {
+			return cc, fmt.Errorf("init binary %s: %w", p, err)
+		}
+	} else {
+		cc.InitPath = besides("berth-init") // empty: containers run with --init fail saying so
+	}
+	if cc.DefaultInit && cc.InitPath == "" {
+		return cc, errors.New("--init (\"init\": true) needs an init binary: berth-init is neither next to berthd nor on PATH; install it or set --init-path")
+	}
 	if p := besides("berth-runtime"); p != "" {
 		cc.Runtimes["berth-runtime"] = p
 	}

@@ -229,3 +229,30 @@ func TestTCPWithTLS(t *testing.T) {
 		t.Fatalf("ping over TLS: %v\n%s", lastErr, d.log)
 	}
 }
+
+// The init comes from --init-path, else berth-init next to berthd or on
+// PATH; --init without one is refused at start.
+func TestInitBinary(t *testing.T) {
+	dir := t.TempDir()
+	initBin := filepath.Join(dir, "berth-init")
+	if err := os.WriteFile(initBin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if cc, err := containerConfig(config{}); err != nil || cc.InitPath != "" || cc.DefaultInit {
+		t.Errorf("no init anywhere: %+v, %v; want no init path and no error", cc, err)
+	}
+	if _, err := containerConfig(config{Init: true}); err == nil || !strings.Contains(err.Error(), "--init-path") {
+		t.Errorf("--init without an init binary: %v, want an error naming --init-path", err)
+	}
+	if _, err := containerConfig(config{InitPath: filepath.Join(dir, "missing")}); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "missing")) {
+		t.Errorf("missing --init-path: %v, want an error naming it", err)
+	}
+	if cc, err := containerConfig(config{InitPath: initBin, Init: true}); err != nil || cc.InitPath != initBin || !cc.DefaultInit {
+		t.Errorf("--init --init-path %s: %+v, %v", initBin, cc, err)
+	}
+	t.Setenv("PATH", dir)
+	if cc, err := containerConfig(config{}); err != nil || cc.InitPath != initBin {
+		t.Errorf("berth-init on PATH: init path %q, %v; want %s", cc.InitPath, err, initBin)
+	}
+}

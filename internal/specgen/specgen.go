@@ -364,7 +364,7 @@ func setProcess(s *specs.Spec, in *Input, cfg *container.Config, hc *container.H
 	s.Process.Cwd = path.Clean(cwd)
 	if hc.PidMode.IsPrivate() && ((hc.Init != nil && *hc.Init) || (hc.Init == nil && in.Host.Init)) {
 		if in.InitPath == "" {
-			return errdefs.FailedPrecondition(fmt.Errorf("container %s asks for an init, but the engine has no init binary", in.ID))
+			return errdefs.FailedPrecondition(fmt.Errorf("container %s asks for an init (--init), but the daemon has no init binary: install berth-init next to berthd or on its PATH, or set berthd's --init-path", in.ID))
 		}
 		args = append([]string{ContainerInitPath, "--"}, args...)
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: ContainerInitPath, Type: "bind", Source: in.InitPath, Options: []string{"bind", "ro"}})
