@@ -473,16 +473,9 @@ func attachViewMount(root *os.File, m viewMount) error {
 func fileMountPoint(root *os.File, rel string) (*os.File, error) {
 	f, err := openInRoot(root, rel)
 	if errors.Is(err, unix.ENOENT) {
-		parent, err := pathrs.MkdirAllHandle(root, path.Dir(rel), 0o755)
-		if err != nil {
+		if err := createFileInRoot(root, rel); err != nil {
 			return nil, err
 		}
-		fd, err := unix.Openat(int(parent.Fd()), path.Base(rel), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
-		parent.Close()
-		if err != nil {
-			return nil, err
-		}
-		unix.Close(fd)
 		f, err = openInRoot(root, rel)
 	}
 	if err != nil {
@@ -497,6 +490,21 @@ func fileMountPoint(root *os.File, rel string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// createFileInRoot creates the empty file rel (and its missing parents)
+// inside root.
+func createFileInRoot(root *os.File, rel string) error {
+	parent, err := pathrs.MkdirAllHandle(root, path.Dir(rel), 0o755)
+	if err != nil {
+		return err
+	}
+	defer parent.Close()
+	fd, err := unix.Openat(int(parent.Fd()), path.Base(rel), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
 }
 
 // tmpfsStandIn are the options of the empty tmpfs shown for a stopped

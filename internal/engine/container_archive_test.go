@@ -531,10 +531,19 @@ func TestViewFileMountPoints(t *testing.T) {
 	if !inArchiveChild(t) {
 		return
 	}
-	// A network file's mount point that is a link inside the container is
-	// followed there, as the runtime does.
+	// A missing file mount point is created, as the runtime does.
 	f := newViewFixture(t)
 	hosts := filepath.Join(f.rootfs, "etc", "hosts")
+	if err := os.Remove(hosts); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := tarOf(t, f.open(t, false), "/etc/hosts"); err != nil || got["hosts"] != "127.0.0.1 localhost\n" {
+		t.Errorf("/etc/hosts on a created mount point: %v %v", got, err)
+	}
+	if fi, err := os.Lstat(hosts); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+		t.Errorf("the mount point created in the root filesystem: %v %v", fi, err)
+	}
+	// One that is a link inside the container is followed there.
 	if err := os.Remove(hosts); err != nil {
 		t.Fatal(err)
 	}
