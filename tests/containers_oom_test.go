@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -112,30 +113,89 @@ func TestContainersOOMKilled(t *testing.T) {
 	})
 }
 
-// TestContainersOOMKilledWhileDaemonDown has a container OOM-killed while
+// TestContainersOOMKilledWhileDaemonDown has containers OOM-killed while
 // berthd is killed: the shim records it, and berthd reports it when it
-// comes back.
+// comes back, from the shim or, when the shim is gone too, from the exit
+// record it left (and then deletes the container it left in the runtime).
 func TestContainersOOMKilledWhileDaemonDown(t *testing.T) {
 	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
-		e.mustRun(t, "-d", "--name", "late", "--memory", "8m", e.image, "sh", "-c",
-			"while [ ! -e /tmp/go ]; do usleep 20000; done; "+oomHog)
-		pid := oomInspect(t, e, "late").State.Pid
-		if pid <= 0 {
-			t.Fatalf("late has no pid")
+		pids := map[string]int{}
+		for _, name := range []string{"late", "orphan"} {
+			e.mustRun(t, "-d", "--name", name, "--memory", "8m", e.image, "sh", "-c",
+				"while [ ! -e /tmp/go ]; do usleep 20000; done; "+oomHog)
+			pids[name] = oomInspect(t, e, name).State.Pid
+			if pids[name] <= 0 {
+				t.Fatalf("%s has no pid", name)
+			}
 		}
+		// The orphan's shim is its init's parent (the child subreaper).
+		shimPid := oomParent(t, pids["orphan"])
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", shimPid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if filepath.Base(args[0]) != "berth-shim" || len(args) != 3 || args[1] != "--state-dir" {
+			t.Fatalf("the parent of the orphan's init is %q, not its shim", args)
+		}
+		exitFile := filepath.Join(args[2], "exit.json")
+		cgroupDir := filepath.Dir(oomMemoryLimitFile(t, pids["orphan"]))
+
 		e.d.Kill()
-		if err := os.WriteFile(fmt.Sprintf("/proc/%d/root/tmp/go", pid), nil, 0o644); err != nil {
-			t.Fatalf("signal the container through its root: %v", err)
+		for name, pid := range pids {
+			if err := os.WriteFile(fmt.Sprintf("/proc/%d/root/tmp/go", pid), nil, 0o644); err != nil {
+				t.Fatalf("signal %s through its root: %v", name, err)
+			}
 		}
-		waitFor(t, "the container to exit while berthd is down", func() bool { return ctrProcessGone(pid) != nil })
+		for name, pid := range pids {
+			waitFor(t, name+" to exit while berthd is down", func() bool { return ctrProcessGone(pid) != nil })
+		}
+		waitFor(t, "the orphan's shim to record its exit", func() bool {
+			_, err := os.Stat(exitFile)
+			return err == nil
+		})
+		if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill the orphan's shim: %v", err)
+		}
+		waitFor(t, "the orphan's shim to die", func() bool { return ctrProcessGone(shimPid) != nil || oomZombie(shimPid) })
 		if err := e.d.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if in := oomInspect(t, e, "late"); !in.State.OOMKilled || in.State.ExitCode != 137 || in.State.Status != "exited" {
-			t.Errorf("inspect after berthd came back: %+v, want exited with 137 and OOMKilled", in.State)
+		for name := range pids {
+			if in := oomInspect(t, e, name); !in.State.OOMKilled || in.State.ExitCode != 137 || in.State.Status != "exited" {
+				t.Errorf("inspect %s after berthd came back: %+v, want exited with 137 and OOMKilled", name, in.State)
+			}
 		}
-		e.c.Must(t, "rm", "late")
+		if _, err := os.Stat(cgroupDir); !os.IsNotExist(err) {
+			t.Errorf("the orphan's cgroup %s outlived its shim and container: %v", cgroupDir, err)
+		}
+		e.c.Must(t, "rm", "late", "orphan")
 	})
+}
+
+// oomParent is a process's parent pid.
+func oomParent(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatalf("parent in /proc/%d/stat: %v", pid, err)
+	}
+	return ppid
+}
+
+// oomZombie reports whether pid has exited and waits to be reaped.
+func oomZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
 }
 
 // TestContainersUpdateMemory changes a running container's memory limit:

@@ -453,12 +453,18 @@ func (cs *containers) restore(ctx context.Context) error {
 				}
 				continue
 			}
-			// The shim is gone: take the exit status it recorded.
+			// The shim is gone: take the exit status it recorded, and
+			// delete what it left in the runtime (state, cgroups, and
+			// any process of a container that outlived it).
 			es, err := shim.ReadExit(cs.stateDir(c.rec.ID))
 			if err != nil {
 				es = shim.ExitStatus{Code: 255, ExitedAt: time.Now()}
 				c.rec.State.Error = "berth-shim exited without recording the container's exit status"
 			}
+			if err := shim.Cleanup(ctx, cs.stateDir(c.rec.ID)); err != nil {
+				cs.log.Warn("delete container left by its shim", "id", c.rec.ID, "err", err)
+			}
+			cs.unmountRootfs(c)
 			cs.finishExit(c, es)
 			if cs.shouldRestart(c, true) {
 				toStart = append(toStart, c)

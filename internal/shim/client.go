@@ -210,6 +210,43 @@ func Connect(ctx context.Context, stateDir string) (*Client, error) {
 	return c, nil
 }
 
+// Cleanup deletes, with the runtime (`runtime delete --force`), the
+// container of a shim that is gone (killed, or lost with its host), so its
+// runtime state and cgroups do not outlive it: it kills what still runs of
+// it. The runtime, its root and flags are the ones the shim was spawned
+// with, from its state directory. A container the runtime no longer knows
+// is no error, nor is a state directory without a shim's config; one whose
+// shim still answers is not touched (a conflict).
+func Cleanup(ctx context.Context, stateDir string) error {
+	if c, err := Connect(ctx, stateDir); err == nil {
+		return errdefs.Conflict(fmt.Errorf("shim %d still serves container %s", c.ShimPid(), c.ID()))
+	}
+	b, err := os.ReadFile(filepath.Join(stateDir, configName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no shim was spawned here (or the host rebooted, emptying the runtime's state too)
+	}
+	if err != nil {
+		return fmt.Errorf("read shim config in %s: %w", stateDir, err)
+	}
+	var cfg config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("parse shim config in %s: %w", stateDir, err)
+	}
+	if cfg.ID == "" || cfg.Runtime == "" || cfg.RuntimeRoot == "" {
+		return errdefs.InvalidArgument(fmt.Errorf("shim config in %s names no container, runtime or runtime root", stateDir))
+	}
+	args := append(append([]string{}, cfg.RuntimeArgs...), "--root", cfg.RuntimeRoot, "delete", "--force", cfg.ID)
+	out, err := exec.CommandContext(ctx, cfg.Runtime, args...).CombinedOutput()
+	if err != nil {
+		msg := strings.ToLower(string(out))
+		if strings.Contains(msg, "does not exist") || strings.Contains(msg, "not found") {
+			return nil
+		}
+		return fmt.Errorf("delete container %s with %s: %w: %s", cfg.ID, filepath.Base(cfg.Runtime), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // Close releases the client. The shim and its container are unaffected.
 func (c *Client) Close() error { return nil }
 

@@ -71,7 +71,9 @@ start) touch "$dir/started" ;;
 state)
 	if kill -0 "$(cat "$dir/pid")" 2>/dev/null; then echo '{"status":"running"}'; else echo '{"status":"stopped"}'; fi ;;
 kill) kill -9 "$(cat "$dir/pid")" ;;
-delete) kill -9 "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir" ;;
+delete)
+	[ -d "$dir" ] || { echo "container $id does not exist" >&2; exit 1; }
+	kill -9 "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir" ;;
 update)
 	if [ -e "$root/update.fail" ]; then
 		echo '{"level":"error","msg":"cannot set memory limit: device or resource busy"}' >>"$log"
@@ -114,6 +116,9 @@ func spawnFake(t *testing.T) (*Client, Opts) {
 		t.Fatalf("spawn shim: %v", err)
 	}
 	t.Cleanup(func() {
+		if processGone(c.ShimPid()) {
+			return // the test killed it, and cleaned up after it
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if _, err := c.Delete(ctx, true); err != nil {
@@ -199,5 +204,58 @@ func TestUpdate(t *testing.T) {
 	}
 	if err := c.Update(ctx, &want); !errdefs.IsConflict(err) {
 		t.Errorf("update of an exited container = %v, want a conflict", err)
+	}
+}
+
+// TestCleanup deletes the container of a shim killed with SIGKILL through
+// the runtime it was spawned with.
+func TestCleanup(t *testing.T) {
+	c, o := spawnFake(t)
+	ctx := testCtx(t)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	initPid := c.Pid()
+	if err := Cleanup(ctx, c.StateDir()); !errdefs.IsConflict(err) {
+		t.Fatalf("Cleanup while the shim runs = %v, want a conflict", err)
+	}
+	t.Cleanup(func() {
+		if !processGone(initPid) {
+			syscall.Kill(initPid, syscall.SIGKILL)
+		}
+	})
+	if err := syscall.Kill(c.ShimPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	if processGone(initPid) {
+		t.Fatalf("the container's init %d went with its shim", initPid)
+	}
+	if err := Cleanup(ctx, c.StateDir()); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(o.RuntimeRoot, o.ID)); !os.IsNotExist(err) {
+		t.Errorf("the runtime still knows the container: %v", err)
+	}
+	for !processGone(initPid) { // SIGKILL takes effect asynchronously
+		if ctx.Err() != nil {
+			syscall.Kill(initPid, syscall.SIGKILL)
+			t.Fatalf("the container's init %d still runs", initPid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Once more: the runtime no longer knows it, which is no error.
+	if err := Cleanup(ctx, c.StateDir()); err != nil {
+		t.Errorf("second Cleanup: %v", err)
+	}
+	if err := Cleanup(ctx, t.TempDir()); err != nil {
+		t.Errorf("Cleanup of a directory where no shim was spawned: %v", err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, configName), []byte(`{"id":"x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(ctx, bad); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Cleanup with a config naming no runtime = %v, want an invalid argument", err)
 	}
 }
