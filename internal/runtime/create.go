@@ -201,6 +201,7 @@ type launch struct {
 	plan   *nsPlan
 	filter []byte // the compiled seccomp program
 	cg     *cgroups.Manager
+	cgSkip bool // rootless without a delegated cgroup: the container goes without
 	sp     *spawned
 }
 
@@ -241,12 +242,33 @@ func (l *launch) run(ctx context.Context) error {
 		}
 		extra = append(extra, console)
 	}
+	// The cgroup's directories come first, so that the init can enter it
+	// by itself as it starts (see cgroups.JoinFiles).
+	if err := l.prepareCgroup(); err != nil {
+		return err
+	}
+	var tasks []*os.File
+	var cgDir *os.File
+	if l.cg != nil {
+		tasks, cgDir = l.cg.JoinFiles()
+		defer func() {
+			for _, f := range tasks {
+				f.Close()
+			}
+			if cgDir != nil {
+				cgDir.Close()
+			}
+		}()
+	}
 	sp, err := spawn(spawnOpts{
 		preserveFDs: l.opts.PreserveFDs,
 		extra:       append([]*os.File{fifoFile}, extra...),
 		stdio:       l.opts.Stdio,
 		plan:        l.plan,
-		beforeNS:    l.setupCgroup,
+		cgroupTasks: tasks,
+		cgroupDir:   cgDir,
+		beforeNS:    l.setCgroupLimits,
+		inCgroup:    l.joinCgroup,
 		userns:      func(pid int) error { return writeIDMaps(pid, spec.Linux) },
 	})
 	if err != nil {
@@ -361,43 +383,82 @@ func absPath(p string) string {
 	return p
 }
 
-// setupCgroup creates the container's cgroup, moves pid into it and applies
-// the configured resources with the devices every container needs.
+// prepareCgroup creates the container's cgroup directories, before the
+// init exists.
 //
 // Rootless, the cgroup is used only where it was delegated: when the kernel
 // refuses it, the container goes without one, unless resources were asked
 // for, which is an error.
-func (l *launch) setupCgroup(pid int) error {
+func (l *launch) prepareCgroup() error {
 	spec := l.c.s.Spec
 	cg, err := cgroups.New(spec.Linux.CgroupsPath, l.c.s.ID, l.opts.SystemdCgroup)
 	if err != nil {
 		return err
 	}
 	l.cg = cg
-	if err := cg.Apply(pid); err != nil {
-		if !Rootless() || !cgroupPermissionError(err) {
-			return err
-		}
-		if resourcesRequested(spec.Linux.Resources) {
-			return errdefs.FailedPrecondition(fmt.Errorf("linux.resources need a cgroup, and running unprivileged the runtime may not create one (it was not delegated to this user): %w", err))
-		}
-		if cg.Destroy() == nil {
-			l.cg = nil
-			return nil
-		}
-		// The process already sits in some of the directories, which
-		// can go only after it: delete removes them.
-		l.c.s.CgroupPaths = cg.Paths()
-		return nil
+	if err := cg.Apply(0); err != nil {
+		return l.cgroupRefused(err)
 	}
 	l.c.s.CgroupPaths = cg.Paths()
-	r := spec.Linux.Resources
+	return nil
+}
+
+// cgroupRefused handles a failure to create the cgroup or to move the init
+// into it: an error, except rootless where the cgroup was not delegated and
+// no resources were asked for; then the container goes without it.
+func (l *launch) cgroupRefused(err error) error {
+	if !Rootless() || !cgroupPermissionError(err) {
+		return err
+	}
+	if resourcesRequested(l.c.s.Spec.Linux.Resources) {
+		return errdefs.FailedPrecondition(fmt.Errorf("linux.resources need a cgroup, and running unprivileged the runtime may not create one (it was not delegated to this user): %w", err))
+	}
+	l.cgSkip = true
+	if l.cg.Destroy() == nil {
+		l.cg = nil
+		l.c.s.CgroupPaths = nil
+		return nil
+	}
+	// The process already sits in some of the directories, which can go
+	// only after it: delete removes them.
+	l.c.s.CgroupPaths = l.cg.Paths()
+	return nil
+}
+
+// setCgroupLimits applies the configured resources with the devices every
+// container needs, while the init makes its namespaces. Rootless, the
+// limits wait until the init is known to be in the cgroup (joinCgroup), as
+// the cgroup may yet turn out not to be delegated.
+func (l *launch) setCgroupLimits(int) error {
+	if l.cg == nil || l.cgSkip || Rootless() {
+		return nil
+	}
+	return l.applyLimits()
+}
+
+func (l *launch) applyLimits() error {
+	r := l.c.s.Spec.Linux.Resources
 	if r == nil {
 		r = &specs.LinuxResources{}
 	}
 	withDefaults := *r
 	withDefaults.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), cgroups.DefaultDevices...)
-	return cg.Set(&withDefaults)
+	return l.cg.Set(&withDefaults)
+}
+
+// joinCgroup makes sure the init (pid) is in its cgroup in every hierarchy,
+// moving it where it did not enter by itself.
+func (l *launch) joinCgroup(pid int) error {
+	if l.cg == nil || l.cgSkip {
+		return nil
+	}
+	if err := l.cg.Join(pid); err != nil {
+		return l.cgroupRefused(err)
+	}
+	if Rootless() {
+		return l.applyLimits()
+	}
+	return nil
 }
 
 // rollback undoes a failed Create.

@@ -97,16 +97,35 @@ func (c *Container) Exec(ctx context.Context, o ExecOpts) (int, error) {
 		}
 		extra = append(extra, console)
 	}
+	// The process enters the container's cgroup by itself as it starts
+	// (see cgroups.JoinFiles); inCgroup checks that it did.
+	var cg *cgroups.Manager
+	var tasks []*os.File
+	var cgDir *os.File
+	if len(c.s.CgroupPaths) > 0 {
+		cg = cgroups.Load(c.s.CgroupPaths)
+		tasks, cgDir = cg.JoinFiles()
+		defer func() {
+			for _, f := range tasks {
+				f.Close()
+			}
+			if cgDir != nil {
+				cgDir.Close()
+			}
+		}()
+	}
 	sp, err := spawn(spawnOpts{
 		preserveFDs: o.PreserveFDs,
 		extra:       extra,
 		stdio:       o.Stdio,
 		plan:        plan,
-		beforeNS: func(pid int) error {
-			if len(c.s.CgroupPaths) == 0 {
+		cgroupTasks: tasks,
+		cgroupDir:   cgDir,
+		inCgroup: func(pid int) error {
+			if cg == nil {
 				return nil
 			}
-			return cgroups.Load(c.s.CgroupPaths).Apply(pid)
+			return cg.Join(pid)
 		},
 	})
 	if err != nil {

@@ -6,7 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 
+	"github.com/berth-project/berth/internal/runtime/nsenter"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,10 +21,20 @@ type spawnOpts struct {
 	extra       []*os.File   // more descriptors for the init; spawned.fds says where
 	stdio       *[3]*os.File // nil: the runtime's own standard streams
 	plan        *nsPlan
+	// cgroupTasks are cgroup v1 "tasks" files the process writes itself
+	// into as it starts, and cgroupDir a cgroup v2 directory it is cloned
+	// into (CLONE_INTO_CGROUP); both optional (see cgroups.JoinFiles).
+	cgroupTasks []*os.File
+	cgroupDir   *os.File
 	// beforeNS runs once the process exists, while it makes its
-	// namespaces: the cgroup goes here. The process waits for it before it
-	// creates its cgroup namespace and forks into its PID namespace.
+	// namespaces: the cgroup's limits go here. The process waits for it
+	// before it creates its cgroup namespace and forks into its PID
+	// namespace.
 	beforeNS func(pid int) error
+	// inCgroup runs after beforeNS, once the process has made its
+	// namespaces and written itself into cgroupTasks: it checks that the
+	// process is in its cgroup, and moves it there where it is not.
+	inCgroup func(pid int) error
 	// userns writes the ID maps of a user namespace the plan creates.
 	userns func(pid int) error
 }
@@ -59,18 +72,41 @@ func spawn(o spawnOpts) (*spawned, error) {
 	for _, f := range o.extra {
 		s.fds = append(s.fds, add(f))
 	}
-	cmd := &exec.Cmd{
-		Path: "/proc/self/fd/" + strconv.Itoa(exeFD),
-		Args: []string{"berth-runtime", "init"},
-		// One processor from the start: the init is single-threaded work.
-		Env:        []string{initPipeEnv(childFD), "GOMAXPROCS=1"},
-		ExtraFiles: files,
-		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	// One processor from the start: the init is single-threaded work.
+	env := []string{initPipeEnv(childFD), "GOMAXPROCS=1"}
+	if len(o.cgroupTasks) > 0 {
+		nums := make([]string, len(o.cgroupTasks))
+		for i, f := range o.cgroupTasks {
+			nums[i] = strconv.Itoa(add(f))
+		}
+		env = append(env, nsenter.EnvCgroupFDs+"="+strings.Join(nums, ","))
 	}
-	if o.stdio != nil {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.stdio[0], o.stdio[1], o.stdio[2]
+	command := func(cgroupDir *os.File) *exec.Cmd {
+		cmd := &exec.Cmd{
+			Path:       "/proc/self/fd/" + strconv.Itoa(exeFD),
+			Args:       []string{"berth-runtime", "init"},
+			Env:        env,
+			ExtraFiles: files,
+			Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		}
+		if o.stdio != nil {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = o.stdio[0], o.stdio[1], o.stdio[2]
+		}
+		if cgroupDir != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgroupDir.Fd())}
+		}
+		return cmd
 	}
-	if err := cmd.Start(); err != nil {
+	cmd := command(o.cgroupDir)
+	err = cmd.Start()
+	if err != nil && o.cgroupDir != nil {
+		// A kernel without clone3 or one that refuses the cgroup
+		// (its controllers, delegation): start it outside, and let
+		// inCgroup move it.
+		cmd = command(nil)
+		err = cmd.Start()
+	}
+	if err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -90,7 +126,13 @@ func spawn(o spawnOpts) (*spawned, error) {
 	if o.beforeNS != nil {
 		cgErr = o.beforeNS(cmd.Process.Pid)
 	}
-	pid, err := s.ch.enterNamespaces(cmd.Process.Pid, o.userns, func() error { return cgErr })
+	inCgroup := func() error {
+		if cgErr != nil || o.inCgroup == nil {
+			return cgErr
+		}
+		return o.inCgroup(cmd.Process.Pid)
+	}
+	pid, err := s.ch.enterNamespaces(cmd.Process.Pid, o.userns, inCgroup)
 	if err != nil {
 		if cgErr != nil {
 			err = cgErr

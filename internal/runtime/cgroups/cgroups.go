@@ -204,6 +204,66 @@ func (m *Manager) Apply(pid int) error {
 	return nil
 }
 
+// JoinFiles opens what a new process needs to enter the cgroup by itself,
+// for a caller that creates the directories first (Apply(0)): the "tasks"
+// file of every v1 directory and the unified directory. A single-threaded
+// process that writes "0" to a v1 tasks file moves itself, and the kernel
+// does that without taking the global threadgroup lock for writing; a PID
+// written to cgroup.procs takes it, and the first such write on an idle
+// host waits for an RCU grace period (10-20 ms). The unified directory is
+// for clone3's CLONE_INTO_CGROUP, which places a child at fork without that
+// lock. Both are best effort: whatever cannot be opened is left out, and Join
+// moves the process the usual way. The caller closes the files.
+func (m *Manager) JoinFiles() (tasks []*os.File, unified *os.File) {
+	if m.ensureMounts() != nil {
+		return nil, nil
+	}
+	for _, d := range m.dirs() {
+		if d.mount == "" || !within(d.dir, d.mount) {
+			continue
+		}
+		if d.v2 {
+			fd, err := unix.Open(d.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				unified = os.NewFile(uintptr(fd), d.dir)
+			}
+			continue
+		}
+		p := filepath.Join(d.dir, "tasks")
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err == nil {
+			tasks = append(tasks, os.NewFile(uintptr(fd), p))
+		}
+	}
+	return tasks, unified
+}
+
+// Join makes sure process pid is in the cgroup in every hierarchy: it
+// looks for pid in each directory's cgroup.procs and moves it in where it
+// is missing (a process that joined by itself through JoinFiles costs only
+// the reads).
+func (m *Manager) Join(pid int) error {
+	if err := m.ensureMounts(); err != nil {
+		return fmt.Errorf("join cgroup: %w", err)
+	}
+	for _, d := range m.dirs() {
+		if d.mount == "" || !within(d.dir, d.mount) {
+			return fmt.Errorf("join cgroup %s: no cgroup hierarchy is mounted above it", d.dir)
+		}
+		procs, err := readFile(d.dir, "cgroup.procs")
+		if err != nil {
+			return fmt.Errorf("move process %d into cgroup: %w", pid, err)
+		}
+		if slices.Contains(strings.Fields(procs), strconv.Itoa(pid)) {
+			continue
+		}
+		if err := writeFile(d.dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("move process %d into cgroup: %w", pid, err)
+		}
+	}
+	return nil
+}
+
 // makeDirs creates d.dir and its missing parents below d.mount.
 func makeDirs(d cgDir) error {
 	rel := strings.TrimPrefix(strings.TrimPrefix(d.dir, d.mount), "/")

@@ -88,6 +88,35 @@ static void become_root(void)
 		bail("setresuid(0) in the user namespace");
 }
 
+// join_cgroups moves this process into its cgroup through the v1 "tasks"
+// files the runtime opened for it (_BERTH_CGROUPFDS, a comma-separated list
+// of descriptors): "0" names the writing thread, which is the whole process
+// while it is single-threaded, as it is here before Go starts. The kernel
+// moves a thread that moves itself without the global lock a PID written to
+// cgroup.procs takes. Errors are left to the runtime, which checks every
+// directory and moves the process itself where this did not.
+static void join_cgroups(void)
+{
+	const char *env = getenv("_BERTH_CGROUPFDS");
+	if (env == NULL)
+		return;
+	while (*env != '\0') {
+		char *end;
+		long fd = strtol(env, &end, 10);
+		if (end == env)
+			break;
+		if (fd >= 3 && fd != initpipe) {
+			ssize_t n;
+			do
+				n = write((int)fd, "0", 1);
+			while (n < 0 && errno == EINTR);
+			close((int)fd);
+		}
+		env = *end == ',' ? end + 1 : end;
+	}
+	errno = 0;
+}
+
 void berth_nsenter(void)
 {
 	const char *env = getenv("_BERTH_INITPIPE");
@@ -99,6 +128,7 @@ void berth_nsenter(void)
 		errno = 0;
 		bail("bad _BERTH_INITPIPE %s", env);
 	}
+	join_cgroups();
 
 	// The plan ends with the line "end"; nothing follows it until the
 	// runtime has our answer, so reading up to it consumes exactly the plan.

@@ -12,6 +12,14 @@
 // children. The process that continues into Go is then inside every namespace;
 // the runtime learns its host PID from the socket.
 //
+// Before the plan, the constructor moves the process into its cgroup through
+// the v1 "tasks" files named by _BERTH_CGROUPFDS (descriptor numbers,
+// comma-separated), writing "0" to each while the process is single-threaded:
+// the kernel moves a thread that moves itself without the global lock that a
+// PID written to cgroup.procs takes (whose first use waits for an RCU grace
+// period). It closes those descriptors; failures are left to the runtime,
+// which checks the membership when the constructor reports "cgroup".
+//
 // The plan is a block of lines, ended by the line "end":
 //
 //	join <CLONE_NEW* flag> <path>
@@ -35,3 +43,7 @@ import "C"
 // EnvInitPipe names the environment variable that carries the init socket's
 // file descriptor number.
 const EnvInitPipe = "_BERTH_INITPIPE"
+
+// EnvCgroupFDs names the environment variable that lists the descriptors
+// of the cgroup v1 "tasks" files the process writes itself into.
+const EnvCgroupFDs = "_BERTH_CGROUPFDS"
