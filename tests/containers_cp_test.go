@@ -194,12 +194,16 @@ func TestContainersCopyThroughMounts(t *testing.T) {
 			t.Errorf("cp into the volume of a read-only container: %q", got)
 		}
 
-		// A container never started: its image VOLUME is there already.
-		e.c.Must(t, "create", "--name", "cpc", e.image, "cat", "/data/in.txt")
-		e.c.Must(t, "cp", src, "cpc:/data/")
-		mustCpRead(t, e, "cpc:/data/in.txt", "copied in\n")
-		if got := e.c.Must(t, "start", "-a", "cpc"); got != "copied in\n" {
-			t.Errorf("a file copied into a created container's volume: %q", got)
+		// A container never started: its image VOLUME is there already, with
+		// the image's content in it, as the container will see it.
+		e.mustRun(t, "--name", "seeder", e.image, "sh", "-c", "mkdir /seed && echo seed > /seed/s")
+		e.c.Must(t, "commit", "-c", "VOLUME /seed", "seeder", "e2e/seeded:1")
+		e.c.Must(t, "create", "--name", "cpc", "e2e/seeded:1", "cat", "/seed/s", "/seed/in.txt")
+		mustCpRead(t, e, "cpc:/seed/s", "seed\n")
+		e.c.Must(t, "cp", src, "cpc:/seed/")
+		mustCpRead(t, e, "cpc:/seed/in.txt", "copied in\n")
+		if got := e.c.Must(t, "start", "-a", "cpc"); got != "seed\ncopied in\n" {
+			t.Errorf("a created container's volume after a copy into it: %q", got)
 		}
 	})
 }
