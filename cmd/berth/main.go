@@ -87,14 +87,14 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.saveCommand(), c.loadCommand(), c.importCommand(),
 	)
 	system := &cobra.Command{Use: "system", Short: "Manage Berth"}
-	system.AddCommand(c.infoCommand())
+	system.AddCommand(c.infoCommand(), c.eventsCommand())
 	root.AddCommand(c.containerGroup(), c.volumeGroup())
 	root.AddCommand(c.containerCommands()...)
 	root.AddCommand(image, system,
 		c.pullCommand(), c.pushCommand(), c.imagesCommand("images"), c.objectInspectCommand("", "Return low-level information on Berth objects"),
 		c.historyCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.saveCommand(),
 		c.loadCommand(), c.importCommand(), c.loginCommand(), c.logoutCommand(),
-		c.versionCommand(), c.infoCommand(),
+		c.versionCommand(), c.infoCommand(), c.eventsCommand(),
 	)
 	return root
 }

@@ -144,6 +144,7 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 	if !opts.Stream {
 		return nil
 	}
+	e.emit("container", "attach", c.rec.ID, c.attributes())
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stdin := opts.Stdin
@@ -201,6 +202,7 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 	if detached != nil {
 		select {
 		case <-detached:
+			e.emit("container", "detach", c.rec.ID, c.attributes())
 			return ErrDetached
 		default:
 		}
