@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/testutil"
 )
@@ -274,6 +280,29 @@ func mustReadFile(t *testing.T, p string) string {
 	return string(b)
 }
 
+// TestContainersAuditSignals: signals sent with kill and stop reach the
+// container's process whatever the engine's own processes ignore (SIGHUP
+// and SIGINT are the signals a shell's trap cannot catch when they were
+// ignored at its start).
+func TestContainersAuditSignals(t *testing.T) {
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		if e.c.Name != "berth" {
+			t.Skip("the signal's path is the daemon's: the berth client covers it")
+		}
+		if out := e.mustRun(t, "--rm", e.image, "grep", "SigIgn:", "/proc/self/status"); strings.Fields(out)[1] != "0000000000000000" {
+			t.Errorf("the container's process starts with signals ignored: %q", out)
+		}
+		e.mustRun(t, "-d", "--name", "hup", "--stop-signal", "INT", e.image, "sh", "-c",
+			`trap "echo got-hup" HUP; trap "echo got-int; exit 0" INT; echo ready; while true; do usleep 20000; done`)
+		waitFor(t, "the traps", func() bool { out, _, _ := e.c.Run("logs", "hup"); return out == "ready\n" })
+		e.c.Must(t, "kill", "-s", "HUP", "hup")
+		e.c.Must(t, "stop", "-t", "5", "hup")
+		if out := e.c.Must(t, "logs", "hup"); out != "ready\ngot-hup\ngot-int\n" {
+			t.Errorf("kill -s HUP and stop with --stop-signal INT: logs %q", out)
+		}
+	})
+}
+
 // psHeader splits a table header at its column gaps (two spaces or more).
 var columnGap = regexp.MustCompile(`\s{2,}`)
 
@@ -445,4 +474,125 @@ func TestContainersAuditCommands(t *testing.T) {
 			t.Errorf("the named volume's file: %q", out)
 		}
 	})
+}
+
+// TestContainersAuditTTY: -it puts the client's terminal in raw mode
+// (Ctrl-C goes to the container, not to the client) and passes on window
+// resizes.
+func TestContainersAuditTTY(t *testing.T) {
+	forEachAuditClient(t, func(t *testing.T, e *ctrEnv) {
+		p := e.startOnPTY(t, e.runArgs("-it", "--rm", e.image, "sh")...)
+		p.send(t, "echo up-$((3*3))\r")
+		p.waitOutput(t, "up-9")
+		p.send(t, "\x03")
+		p.send(t, "echo alive-$((4*4))\r")
+		p.waitOutput(t, "alive-16")
+		if err := setWinsize(p, 40, 120); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the new size inside", func() bool {
+			p.send(t, "stty size\r")
+			time.Sleep(100 * time.Millisecond)
+			return strings.Contains(p.output(), "40 120")
+		})
+		p.send(t, "exit 0\r")
+		if code := p.wait(t); code != 0 {
+			t.Errorf("exit code %d; terminal:\n%s", code, p.output())
+		}
+	})
+}
+
+// setWinsize resizes the client's terminal (the kernel signals SIGWINCH to
+// the client).
+func setWinsize(p *ptyClient, rows, cols uint16) error {
+	return unix.IoctlSetWinsize(int(p.ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}
+
+// TestContainersAuditAPI checks the endpoints the CLIs do not drive in the
+// other tests: wait with next-exit on a running container and with
+// removed, streamed and one-shot stats, the container resize endpoint, and
+// the network files of the floor (/etc/hosts naming the container,
+// /etc/resolv.conf).
+func TestContainersAuditAPI(t *testing.T) {
+	d, c, ref := containerFixture(t)
+	cl := apiClient(t, d)
+	ctx := context.Background()
+
+	id := create(t, cl, "later", &container.Config{Image: ref, Tty: true,
+		Cmd: []string{"sh", "-c", "while [ ! -e /tmp/go ]; do usleep 20000; done; exit 5"}}, nil)
+	if _, err := cl.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := cl.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+
+	// Stats: a stream gives samples one after the other, each with the
+	// previous one's CPU figures; stream=false gives one.
+	st, err := cl.ContainerStats(ctx, id, client.ContainerStatsOptions{Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(st.Body)
+	var s1, s2 container.StatsResponse
+	if err := dec.Decode(&s1); err != nil {
+		t.Fatalf("first streamed sample: %v", err)
+	}
+	if err := dec.Decode(&s2); err != nil {
+		t.Fatalf("second streamed sample: %v", err)
+	}
+	st.Body.Close()
+	if !s2.Read.After(s1.Read) || s2.PreCPUStats.CPUUsage.TotalUsage != s1.CPUStats.CPUUsage.TotalUsage || s2.PidsStats.Current < 1 || s2.MemoryStats.Limit == 0 {
+		t.Errorf("streamed stats: first read %v cpu %d, second read %v precpu %d pids %d memory limit %d", s1.Read, s1.CPUStats.CPUUsage.TotalUsage,
+			s2.Read, s2.PreCPUStats.CPUUsage.TotalUsage, s2.PidsStats.Current, s2.MemoryStats.Limit)
+	}
+	one, err := cl.ContainerStats(ctx, id, client.ContainerStatsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(one.Body)
+	one.Body.Close()
+	if err != nil || strings.Count(strings.TrimSpace(string(body)), "\n") != 0 || !strings.Contains(string(body), `"pids_stats"`) {
+		t.Errorf("stats with stream=false: %v %q", err, body)
+	}
+
+	// Resize of the container's terminal.
+	if _, err := cl.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: 33, Width: 77}); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.Must(t, "exec", id, "stty", "-F", "/dev/console", "size"); out != "33 77\n" {
+		t.Errorf("terminal size after resize: %q", out)
+	}
+
+	// The network files (no network yet: /etc/hosts as Docker's for
+	// --network none).
+	if out := c.Must(t, "exec", id, "sh", "-c", `grep -c "^127.0.0.1\s*localhost$" /etc/hosts; test "$(cat /etc/hostname)" = "$(hostname)" && echo named; test -f /etc/resolv.conf && echo resolv`); out != "1\nnamed\nresolv\n" {
+		t.Errorf("/etc/hosts and /etc/resolv.conf: %q", out)
+	}
+
+	c.Must(t, "exec", id, "touch", "/tmp/go")
+	select {
+	case res := <-next.Result:
+		if res.StatusCode != 5 {
+			t.Errorf("wait next-exit: %d, want 5", res.StatusCode)
+		}
+	case err := <-next.Error:
+		t.Fatalf("wait next-exit: %v", err)
+	}
+
+	// removed: the answer comes once an auto-removed container is gone.
+	gone := create(t, cl, "gone", &container.Config{Image: ref, Cmd: []string{"sh", "-c", "exit 6"}}, &container.HostConfig{AutoRemove: true})
+	removed := cl.ContainerWait(ctx, gone, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
+	if _, err := cl.ContainerStart(ctx, gone, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-removed.Result:
+		if res.StatusCode != 6 {
+			t.Errorf("wait removed: %d, want 6", res.StatusCode)
+		}
+	case err := <-removed.Error:
+		t.Fatalf("wait removed: %v", err)
+	}
+	if code := apiStatus(t, d, "GET", "/containers/"+gone+"/json"); code != 404 {
+		t.Errorf("inspect after wait removed: %d, want 404", code)
+	}
 }
