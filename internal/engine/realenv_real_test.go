@@ -148,6 +148,8 @@ type realEnv struct {
 	execRoot string
 	bin      string
 	image    string // the busybox image's ID
+	// shimBinary, when set, replaces the built berth-shim.
+	shimBinary string
 	logs     *syncBuffer
 	ids      map[string]bool // every container the test created
 }
@@ -193,10 +195,14 @@ func startReal(t *testing.T) *realEnv {
 
 // config is the engine's container configuration.
 func (r *realEnv) config() ContainerConfig {
+	shimBin := filepath.Join(r.bin, "berth-shim")
+	if r.shimBinary != "" {
+		shimBin = r.shimBinary
+	}
 	return ContainerConfig{
 		ExecRoot:   r.execRoot,
-		ShimBinary: filepath.Join(r.bin, "berth-shim"),
-		Runtimes:   map[string]string{"berth-runtime": filepath.Join(r.bin, "berth-runtime")},
+		ShimBinary: shimBin,
+		Runtimes:   map[string]string{"berth-runtime": filepath.Join(r.bin, "berth-runtime"), "missing-runtime": "/nonexistent/runtime"},
 	}
 }
 

@@ -278,3 +278,40 @@ func TestRealStartMissingBinary(t *testing.T) {
 	}
 	r.assertNoTrace(id)
 }
+
+// TestRealStartSpawnFailures: a start that cannot spawn its shim (missing
+// shim binary) or whose runtime binary is missing fails naming it, and
+// leaves the container startable later, with no mount, shim or cgroup.
+func TestRealStartSpawnFailures(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	ctx := context.Background()
+	rtID := r.create("", &container.HostConfig{Runtime: "missing-runtime"}, "true")
+	err := r.e.ContainerStart(ctx, rtID)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/runtime") {
+		t.Errorf("start with a missing runtime binary: %v, want an error naming /nonexistent/runtime", err)
+	}
+	r.assertNoRunLeft(rtID)
+	if st := r.inspect(rtID).State; st.Running || st.Error == "" {
+		t.Errorf("after the failed start: state %+v, want not running with the error", st)
+	}
+
+	id := r.create("", nil, "sh", "-c", "exit 6")
+	r.closeEngine()
+	r.shimBinary = "/nonexistent/berth-shim"
+	r.open()
+	err = r.e.ContainerStart(ctx, id)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/berth-shim") {
+		t.Errorf("start with a missing shim binary: %v, want an error naming /nonexistent/berth-shim", err)
+	}
+	r.assertNoRunLeft(id)
+	r.closeEngine()
+	r.shimBinary = ""
+	r.open()
+	r.start(id)
+	if code := r.wait(id); code != 6 {
+		t.Errorf("start after the failed one: exit %d, want 6", code)
+	}
+}
