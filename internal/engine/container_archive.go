@@ -35,6 +35,7 @@ import (
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/metadata"
 	bmount "github.com/berth-project/berth/internal/mount"
+	"github.com/berth-project/berth/internal/specgen"
 )
 
 // withRootfs calls fn with the container's root filesystem mounted: the
@@ -983,19 +984,49 @@ func (v *fsView) tarTree(ctx context.Context, tw *tar.Writer, f *os.File, name s
 	return nil
 }
 
+// ExtractOpt changes how ContainerExtract extracts (the query parameters of
+// PUT /containers/{id}/archive).
+type ExtractOpt func(*extractOptions)
+
+type extractOptions struct {
+	noOverwriteDirNonDir bool
+	copyUIDGID           bool
+}
+
+// WithNoOverwriteDirNonDir refuses an archive that would replace a directory
+// with a non-directory or the reverse (noOverwriteDirNonDir=true, which the
+// docker CLI always sends).
+func WithNoOverwriteDirNonDir() ExtractOpt {
+	return func(o *extractOptions) { o.noOverwriteDirNonDir = true }
+}
+
+// WithCopyUIDGID gives every extracted entry the container's user and group
+// (copyUIDGID=true, `cp -a`), as Docker does for a container with a user.
+func WithCopyUIDGID() ExtractOpt { return func(o *extractOptions) { o.copyUIDGID = true } }
+
 // ContainerExtract extracts the tar r into the directory p inside the
 // container (resolved in the container's filesystem, its mounts included).
-func (e *Engine) ContainerExtract(ctx context.Context, ref, p string, r io.Reader) error {
+func (e *Engine) ContainerExtract(ctx context.Context, ref, p string, r io.Reader, opts ...ExtractOpt) error {
 	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
+	var o extractOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c.mu.Lock()
+	user := c.rec.Config.User
+	c.mu.Unlock()
 	return cs.withView(ctx, c, func(v *fsView) error {
-		return v.extract(ctx, p, r)
+		if !o.copyUIDGID {
+			user = ""
+		}
+		return v.extract(ctx, p, r, o.noOverwriteDirNonDir, user)
 	})
 }
 
-func (v *fsView) extract(ctx context.Context, p string, r io.Reader) error {
+func (v *fsView) extract(ctx context.Context, p string, r io.Reader, noOverwriteDirNonDir bool, user string) error {
 	dir, err := v.lookup(p, true)
 	if errors.Is(err, unix.ENOENT) {
 		return notFound(p)
@@ -1028,12 +1059,127 @@ func (v *fsView) extract(ctx context.Context, p string, r io.Reader) error {
 	case pl == onRootfs && v.readonlyRootfs:
 		return errdefs.InvalidArgument(fmt.Errorf("container rootfs is marked read-only"))
 	}
+	owner := -1
+	var group int
+	if user != "" {
+		u, err := specgen.LookupUser("/proc/self/fd/"+strconv.Itoa(int(v.root.Fd())), user, nil)
+		if err != nil {
+			return fmt.Errorf("user %s of the container: %w", user, err)
+		}
+		owner, group = int(u.UID), int(u.GID)
+	}
+	var filtered chan error
+	var pr *io.PipeReader
+	if noOverwriteDirNonDir || owner >= 0 {
+		var pw *io.PipeWriter
+		pr, pw = io.Pipe()
+		filtered = make(chan error, 1)
+		src := r
+		go func() {
+			err := filterCopyTar(src, pw, dir, noOverwriteDirNonDir, owner, group)
+			pw.CloseWithError(err)
+			filtered <- err
+		}()
+		r = pr
+	}
 	// The extraction is confined to the directory's descriptor: archive.Apply
 	// resolves every entry in it with RESOLVE_IN_ROOT.
-	if _, _, err := archive.Apply(ctx, "/proc/self/fd/"+strconv.Itoa(int(dir.Fd())), r); err != nil {
+	_, _, err = archive.Apply(ctx, "/proc/self/fd/"+strconv.Itoa(int(dir.Fd())), r)
+	if filtered != nil {
+		pr.Close() // a filter still writing stops
+		var conflict *copyConflictError
+		if ferr := <-filtered; errors.As(ferr, &conflict) {
+			return errdefs.InvalidArgument(conflict)
+		}
+	}
+	if err != nil {
 		return errdefs.InvalidArgument(fmt.Errorf("extract archive into %s: %w", p, err))
 	}
 	return nil
+}
+
+// copyConflictError is Docker's refusal to replace a directory with a
+// non-directory or the reverse.
+type copyConflictError struct{ existing, entry string }
+
+func (e *copyConflictError) Error() string {
+	if strings.HasSuffix(e.entry, "/") {
+		return fmt.Sprintf("cannot overwrite non-directory %q with directory %q", e.existing, strings.TrimSuffix(e.entry, "/"))
+	}
+	return fmt.Sprintf("cannot overwrite directory %q with non-directory %q", e.existing, e.entry)
+}
+
+// filterCopyTar copies the (possibly compressed) tar r to w uncompressed,
+// refusing an entry whose kind (directory or not) differs from what is at
+// its place under dir when noOverwrite, and giving every entry owner:group
+// when owner >= 0.
+func filterCopyTar(r io.Reader, w io.Writer, dir *os.File, noOverwrite bool, owner, group int) error {
+	br := bufio.NewReader(r)
+	comp, err := archive.DetectCompression(br)
+	if err != nil {
+		return err
+	}
+	dr, err := archive.Decompress(br, comp)
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	tr := tar.NewReader(dr)
+	tw := tar.NewWriter(w)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return tw.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		if noOverwrite {
+			if err := checkOverwrite(dir, hdr); err != nil {
+				return err
+			}
+		}
+		if owner >= 0 {
+			hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = owner, group, "", ""
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return fmt.Errorf("copy archive entry %s: %w", hdr.Name, err)
+		}
+	}
+}
+
+// checkOverwrite returns a copyConflictError when hdr would replace a
+// directory under dir with a non-directory or the reverse. What is there
+// is looked up inside dir, without following a final symlink.
+func checkOverwrite(dir *os.File, hdr *tar.Header) error {
+	rel := path.Clean("/" + hdr.Name)
+	if rel == "/" || hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	rel = rel[1:]
+	parentRel := path.Dir(rel)
+	parent, err := openInRoot(dir, parentRel)
+	if err != nil {
+		return nil // nothing there yet
+	}
+	defer parent.Close()
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(parent.Fd()), path.Base(rel), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil
+	}
+	existingDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	entryDir := hdr.Typeflag == tar.TypeDir
+	if existingDir == entryDir {
+		return nil
+	}
+	name := hdr.Name
+	if entryDir && !strings.HasSuffix(name, "/") {
+		name += "/"
+	}
+	return &copyConflictError{existing: "/" + rel, entry: name}
 }
 
 // ContainerExport writes a tar of the container's whole root filesystem.

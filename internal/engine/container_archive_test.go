@@ -374,7 +374,7 @@ func TestViewSymlinksInVolumeStayInContainer(t *testing.T) {
 		t.Errorf("stat /data/up: %+v %v", st, err)
 	}
 	// Extracting through a link in the volume lands in the container.
-	if err := v.extract(context.Background(), "/data/etclink", tarWith(t, "planted", "x")); err != nil {
+	if err := v.extract(context.Background(), "/data/etclink", tarWith(t, "planted", "x"), false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(f.rootfs, "etc", "planted")); err != nil || string(b) != "x" {
@@ -385,10 +385,10 @@ func TestViewSymlinksInVolumeStayInContainer(t *testing.T) {
 		t.Errorf("extract through a link in the volume wrote the host's /etc")
 	}
 	// Entries climbing out of the extraction point are refused.
-	if err := v.extract(context.Background(), "/data", tarWith(t, "../../../../escaped", "x")); err == nil {
+	if err := v.extract(context.Background(), "/data", tarWith(t, "../../../../escaped", "x"), false, ""); err == nil {
 		t.Errorf("an entry with ../ was extracted")
 	}
-	if err := v.extract(context.Background(), "/data/up", tarWith(t, "etc/up-planted", "y")); err != nil {
+	if err := v.extract(context.Background(), "/data/up", tarWith(t, "etc/up-planted", "y"), false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(filepath.Join(f.rootfs, "etc", "up-planted")); err != nil {
@@ -403,7 +403,7 @@ func TestViewExtractRules(t *testing.T) {
 	f := newViewFixture(t)
 	v := f.open(t, false)
 	ctx := context.Background()
-	if err := v.extract(ctx, "/data", tarWith(t, "new", "to the volume")); err != nil {
+	if err := v.extract(ctx, "/data", tarWith(t, "new", "to the volume"), false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(f.vol, "new")); err != nil || string(b) != "to the volume" {
@@ -412,32 +412,32 @@ func TestViewExtractRules(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(f.rootfs, "data", "new")); err == nil {
 		t.Errorf("copy into the volume wrote the root filesystem under it")
 	}
-	if err := v.extract(ctx, "/srv/bind/", tarWith(t, "nb", "to the bind")); err != nil {
+	if err := v.extract(ctx, "/srv/bind/", tarWith(t, "nb", "to the bind"), false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(f.bind, "nb")); err != nil || string(b) != "to the bind" {
 		t.Errorf("copy into the bind: %q %v", b, err)
 	}
-	err := v.extract(ctx, "/ro", tarWith(t, "x", "x"))
+	err := v.extract(ctx, "/ro", tarWith(t, "x", "x"), false, "")
 	if !errdefs.IsInvalidArgument(err) || err.Error() != "mounted volume is marked read-only" {
 		t.Errorf("copy into a read-only volume: %v", err)
 	}
-	if err := v.extract(ctx, "/tmpfs", tarWith(t, "x", "x")); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "tmpfs") {
+	if err := v.extract(ctx, "/tmpfs", tarWith(t, "x", "x"), false, ""); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "tmpfs") {
 		t.Errorf("copy into a stopped container's tmpfs: %v", err)
 	}
-	if err := v.extract(ctx, "/data/f", tarWith(t, "x", "x")); !errdefs.IsInvalidArgument(err) {
+	if err := v.extract(ctx, "/data/f", tarWith(t, "x", "x"), false, ""); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("copy into a file: %v", err)
 	}
-	if err := v.extract(ctx, "/nowhere", tarWith(t, "x", "x")); !errdefs.IsNotFound(err) {
+	if err := v.extract(ctx, "/nowhere", tarWith(t, "x", "x"), false, ""); !errdefs.IsNotFound(err) {
 		t.Errorf("copy into a missing directory: %v", err)
 	}
 
 	ro := f.open(t, true)
-	err = ro.extract(ctx, "/etc", tarWith(t, "x", "x"))
+	err = ro.extract(ctx, "/etc", tarWith(t, "x", "x"), false, "")
 	if !errdefs.IsInvalidArgument(err) || err.Error() != "container rootfs is marked read-only" {
 		t.Errorf("copy into a read-only root filesystem: %v", err)
 	}
-	if err := ro.extract(ctx, "/data", tarWith(t, "ok", "x")); err != nil {
+	if err := ro.extract(ctx, "/data", tarWith(t, "ok", "x"), false, ""); err != nil {
 		t.Errorf("copy into a volume of a read-only container: %v", err)
 	}
 }
@@ -501,7 +501,7 @@ func TestRunningViewSeesProcessMounts(t *testing.T) {
 	if _, err := v.stat("/proc/cpuinfo"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("stat /proc/cpuinfo: %v", err)
 	}
-	if err := v.extract(context.Background(), "/proc", tarWith(t, "x", "x")); !errdefs.IsInvalidArgument(err) {
+	if err := v.extract(context.Background(), "/proc", tarWith(t, "x", "x"), false, ""); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("extract into /proc: %v", err)
 	}
 	got, _, err := tarOf(t, v, "/")
@@ -515,7 +515,7 @@ func TestRunningViewSeesProcessMounts(t *testing.T) {
 		}
 	}
 	// A copy into the tmpfs is what the process sees.
-	if err := v.extract(context.Background(), "/tm", tarWith(t, "new", "copied")); err != nil {
+	if err := v.extract(context.Background(), "/tm", tarWith(t, "new", "copied"), false, ""); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/root/tm/new")
@@ -572,5 +572,55 @@ func TestViewFileMountPoints(t *testing.T) {
 		t.Errorf("a view with a FIFO at a file's mount point was made")
 	} else if !strings.Contains(err.Error(), "/etc/hosts") {
 		t.Errorf("the error does not name the mount point: %v", err)
+	}
+}
+
+func TestViewExtractOptions(t *testing.T) {
+	if !inArchiveChild(t) {
+		return
+	}
+	f := newViewFixture(t)
+	if err := os.WriteFile(filepath.Join(f.rootfs, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\nworker:x:1234:4321::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := f.open(t, false)
+	ctx := context.Background()
+	// Docker's noOverwriteDirNonDir: neither a directory replaced by a file
+	// nor the reverse, in the root filesystem or in a volume.
+	err := v.extract(ctx, "/", tarWith(t, "srv", "not a directory"), true, "")
+	if !errdefs.IsInvalidArgument(err) || err.Error() != `cannot overwrite directory "/srv" with non-directory "srv"` {
+		t.Errorf("a file over a directory: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(f.rootfs, "srv", "top")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("the directory was touched: %v", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "f/", Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Close()
+	err = v.extract(ctx, "/data", &buf, true, "")
+	if !errdefs.IsInvalidArgument(err) || err.Error() != `cannot overwrite non-directory "/f" with directory "f"` {
+		t.Errorf("a directory over a file in the volume: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(f.vol, "f")); err != nil || string(b) != "in the volume\n" {
+		t.Errorf("the volume's file was touched: %q %v", b, err)
+	}
+	// A file over a file is fine.
+	if err := v.extract(ctx, "/data", tarWith(t, "f", "replaced"), true, ""); err != nil {
+		t.Errorf("a file over a file: %v", err)
+	}
+	// copyUIDGID: the container's user (from its /etc/passwd) owns what is
+	// copied.
+	if err := v.extract(ctx, "/data", tarWith(t, "owned", "x"), true, "worker"); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(f.vol, "owned"), &st); err != nil || st.Uid != 1234 || st.Gid != 4321 {
+		t.Errorf("copied with the container's user: %d:%d %v", st.Uid, st.Gid, err)
+	}
+	if err := v.extract(ctx, "/data", tarWith(t, "x", "x"), false, "nosuchuser"); err == nil {
+		t.Errorf("an unknown container user was accepted")
 	}
 }
