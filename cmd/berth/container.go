@@ -75,10 +75,25 @@ func (c *cli) startCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if !attach && !interactive {
-				return c.forEach(ctx, args, func(api *client.Client, n string) error {
-					_, err := api.ContainerStart(ctx, n, client.ContainerStartOptions{})
+				api, err := c.client(ctx)
+				if err != nil {
 					return err
-				})
+				}
+				// As docker's: each error as it comes, then the list of
+				// the containers that did not start.
+				var failed []string
+				for _, n := range args {
+					if _, err := api.ContainerStart(ctx, n, client.ContainerStartOptions{}); err != nil {
+						fmt.Fprintln(c.errw, err)
+						failed = append(failed, n)
+						continue
+					}
+					fmt.Fprintln(c.out, n)
+				}
+				if len(failed) > 0 {
+					return statusError{code: 1, msg: "Error: failed to start containers: " + strings.Join(failed, ", ")}
+				}
+				return nil
 			}
 			if len(args) > 1 {
 				return errors.New("you cannot start and attach multiple containers at once")
