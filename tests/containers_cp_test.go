@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cpRead copies ctr:p out to a fresh path and returns what landed there: a
@@ -55,6 +57,7 @@ func TestContainersCopyThroughMounts(t *testing.T) {
 		hostDir := t.TempDir()
 		writeFile(t, filepath.Join(hostDir, "host.txt"), "from the host\n")
 
+		started := time.Now()
 		e.c.Must(t, "volume", "create", "cpvol")
 		e.mustRun(t, "-d", "--name", "cpr",
 			"-v", "cpvol:/named", "--mount", "type=volume,destination=/anon", "-v", hostDir+":/bind", "-v", "cpvol:/ro:ro", "--tmpfs", "/tm",
@@ -145,6 +148,13 @@ func TestContainersCopyThroughMounts(t *testing.T) {
 		checkSecret("cp onto a link to a host path")
 		_, _, _ = e.c.Run("cp", src, "cpr:/named/up/etc/")
 		checkSecret("cp through a link climbing out of the volume")
+
+		// Docker's events for the copies.
+		events := e.c.Must(t, "events", "--since", strconv.FormatInt(started.Unix()-1, 10), "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+			"--filter", "container=cpr", "--format", "{{.Action}}")
+		if acts := Lines(events); !contains(acts, "archive-path") || !contains(acts, "extract-to-dir") {
+			t.Errorf("events of the copies: %q", acts)
+		}
 
 		// Stopped: the same mounts, from their sources.
 		e.c.Must(t, "kill", "cpr")

@@ -349,6 +349,7 @@ func openPrivateView(dir string, mountRootfs func(string) error, mounts []viewMo
 	type result struct {
 		v   *fsView
 		err error
+		tid int
 	}
 	ch := make(chan result, 1)
 	var build func()
@@ -367,10 +368,19 @@ func openPrivateView(dir string, mountRootfs func(string) error, mounts []viewMo
 		// Never unlocked: the thread, and its namespace with it, ends with
 		// this goroutine.
 		v, err := buildPrivateView(dir, mountRootfs, mounts, readonlyRootfs, populate)
-		ch <- result{v, err}
+		ch <- result{v, err, unix.Gettid()}
 	}
 	go build()
 	r := <-ch
+	// Once the thread is gone, the view's descriptors are all that keep the
+	// namespace: closing them tears it down at once (the root filesystem is
+	// then free to be mounted for a start).
+	task := "/proc/self/task/" + strconv.Itoa(r.tid)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Microsecond) {
+		if _, err := os.Lstat(task); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
 	return r.v, r.err
 }
 
@@ -870,9 +880,13 @@ func (e *Engine) ContainerArchive(ctx context.Context, ref, p string, stat func(
 	if err != nil {
 		return err
 	}
-	return cs.withView(ctx, c, func(v *fsView) error {
+	err = cs.withView(ctx, c, func(v *fsView) error {
 		return v.archive(ctx, p, stat, w)
 	})
+	if err == nil {
+		e.emit("container", "archive-path", c.rec.ID, c.attributes())
+	}
+	return err
 }
 
 func (v *fsView) archive(ctx context.Context, p string, stat func(container.PathStat), w io.Writer) error {
@@ -1018,12 +1032,16 @@ func (e *Engine) ContainerExtract(ctx context.Context, ref, p string, r io.Reade
 	c.mu.Lock()
 	user := c.rec.Config.User
 	c.mu.Unlock()
-	return cs.withView(ctx, c, func(v *fsView) error {
+	err = cs.withView(ctx, c, func(v *fsView) error {
 		if !o.copyUIDGID {
 			user = ""
 		}
 		return v.extract(ctx, p, r, o.noOverwriteDirNonDir, user)
 	})
+	if err == nil {
+		e.emit("container", "extract-to-dir", c.rec.ID, c.attributes())
+	}
+	return err
 }
 
 func (v *fsView) extract(ctx context.Context, p string, r io.Reader, noOverwriteDirNonDir bool, user string) error {
