@@ -150,8 +150,8 @@ type realEnv struct {
 	image    string // the busybox image's ID
 	// shimBinary, when set, replaces the built berth-shim.
 	shimBinary string
-	logs     *syncBuffer
-	ids      map[string]bool // every container the test created
+	logs       *syncBuffer
+	ids        map[string]bool // every container the test created
 }
 
 type syncBuffer struct {
