@@ -579,7 +579,15 @@ func (cs *containers) monitor(c *ctr, cl *shim.Client, done chan struct{}) {
 	}
 	if _, err := cl.Delete(ctx, true); err != nil && !errdefs.IsNotFound(err) {
 		cs.log.Debug("delete exited container in its shim", "id", c.rec.ID, "err", err)
-		_ = cl.Shutdown(ctx)
+		if errors.Is(err, errdefs.ErrUnavailable) {
+			// The shim is gone (killed): delete what it left in the
+			// runtime, the container's processes included.
+			if err := shim.Cleanup(ctx, cl.StateDir()); err != nil {
+				cs.log.Warn("delete container left by its shim", "id", c.rec.ID, "err", err)
+			}
+		} else {
+			_ = cl.Shutdown(ctx)
+		}
 	}
 	cl.Close()
 	cs.unmountRootfs(c)
