@@ -478,7 +478,7 @@ func TestContainersAuditCommands(t *testing.T) {
 
 // TestContainersAuditTTY: -it puts the client's terminal in raw mode
 // (Ctrl-C goes to the container, not to the client) and passes on window
-// resizes.
+// resizes, for run -it and exec -it.
 func TestContainersAuditTTY(t *testing.T) {
 	forEachAuditClient(t, func(t *testing.T, e *ctrEnv) {
 		p := e.startOnPTY(t, e.runArgs("-it", "--rm", e.image, "sh")...)
@@ -498,6 +498,24 @@ func TestContainersAuditTTY(t *testing.T) {
 		p.send(t, "exit 0\r")
 		if code := p.wait(t); code != 0 {
 			t.Errorf("exit code %d; terminal:\n%s", code, p.output())
+		}
+
+		// exec -it: the exec's terminal follows the client's too.
+		e.mustRun(t, "-d", "--name", "execwin", e.image, "sleep", "1000")
+		x := e.startOnPTY(t, "exec", "-it", "execwin", "sh")
+		x.send(t, "echo in-$((5*5))\r")
+		x.waitOutput(t, "in-25")
+		if err := setWinsize(x, 44, 111); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the exec's new size", func() bool {
+			x.send(t, "stty size\r")
+			time.Sleep(100 * time.Millisecond)
+			return strings.Contains(x.output(), "44 111")
+		})
+		x.send(t, "exit 2\r")
+		if code := x.wait(t); code != 2 {
+			t.Errorf("exec -it exit code %d; terminal:\n%s", code, x.output())
 		}
 	})
 }
