@@ -230,121 +230,100 @@ func (c *cli) attachCommand() *cobra.Command {
 	return cmd
 }
 
-func (c *cli) stopCommand() *cobra.Command {
-	var timeout int
-	var sig string
-	cmd := &cobra.Command{
-		Use:   "stop [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Stop one or more running containers",
+// eachContainerCommand is a command that does one thing to every
+// container named (stop, kill, rm, ...), printing each name that succeeded
+// and then every error, as docker's do.
+func (c *cli) eachContainerCommand(use, short string, do func(ctx context.Context, api *client.Client, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			o := client.ContainerStopOptions{Signal: sig}
-			if cmd.Flags().Changed("timeout") {
-				o.Timeout = &timeout
-			}
-			return c.forEach(ctx, args, func(api *client.Client, n string) error {
-				_, err := api.ContainerStop(ctx, n, o)
-				return err
-			})
+			return c.forEach(ctx, args, func(api *client.Client, n string) error { return do(ctx, api, n) })
 		},
 	}
-	cmd.Flags().IntVarP(&timeout, "timeout", "t", 0, "seconds to wait before killing the container")
-	cmd.Flags().StringVarP(&sig, "signal", "s", "", "signal to send to the container")
+}
+
+// stopFlags are stop's and restart's -t and -s.
+type stopFlags struct {
+	cmd     *cobra.Command
+	timeout int
+	signal  string
+}
+
+func (f *stopFlags) add(cmd *cobra.Command) *cobra.Command {
+	f.cmd = cmd
+	cmd.Flags().IntVarP(&f.timeout, "timeout", "t", 0, "seconds to wait before killing the container")
+	cmd.Flags().StringVarP(&f.signal, "signal", "s", "", "signal to send to the container")
 	return cmd
 }
 
-func (c *cli) restartCommand() *cobra.Command {
-	var timeout int
-	var sig string
-	cmd := &cobra.Command{
-		Use:   "restart [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Restart one or more containers",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			o := client.ContainerRestartOptions{Signal: sig}
-			if cmd.Flags().Changed("timeout") {
-				o.Timeout = &timeout
-			}
-			return c.forEach(ctx, args, func(api *client.Client, n string) error {
-				_, err := api.ContainerRestart(ctx, n, o)
-				return err
-			})
-		},
+// timeoutSet is -t when given, else nil: the container's own stop timeout.
+func (f *stopFlags) timeoutSet() *int {
+	if f.cmd.Flags().Changed("timeout") {
+		return &f.timeout
 	}
-	cmd.Flags().IntVarP(&timeout, "timeout", "t", 0, "seconds to wait before killing the container")
-	cmd.Flags().StringVarP(&sig, "signal", "s", "", "signal to send to the container")
-	return cmd
+	return nil
+}
+
+func (c *cli) stopCommand() *cobra.Command {
+	var f stopFlags
+	return f.add(c.eachContainerCommand("stop [OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerStop(ctx, n, client.ContainerStopOptions{Signal: f.signal, Timeout: f.timeoutSet()})
+			return err
+		}))
+}
+
+func (c *cli) restartCommand() *cobra.Command {
+	var f stopFlags
+	return f.add(c.eachContainerCommand("restart [OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerRestart(ctx, n, client.ContainerRestartOptions{Signal: f.signal, Timeout: f.timeoutSet()})
+			return err
+		}))
 }
 
 func (c *cli) killCommand() *cobra.Command {
 	var sig string
-	cmd := &cobra.Command{
-		Use:   "kill [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Kill one or more running containers",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return c.forEach(ctx, args, func(api *client.Client, n string) error {
-				_, err := api.ContainerKill(ctx, n, client.ContainerKillOptions{Signal: sig})
-				return err
-			})
-		},
-	}
+	cmd := c.eachContainerCommand("kill [OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerKill(ctx, n, client.ContainerKillOptions{Signal: sig})
+			return err
+		})
 	cmd.Flags().StringVarP(&sig, "signal", "s", "", "signal to send to the container")
 	return cmd
 }
 
 func (c *cli) rmCommand(use string, aliases ...string) *cobra.Command {
-	var force, volumes, link bool
-	cmd := &cobra.Command{
-		Use:     use + " [OPTIONS] CONTAINER [CONTAINER...]",
-		Aliases: aliases,
-		Short:   "Remove one or more containers",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return c.forEach(ctx, args, func(api *client.Client, n string) error {
-				_, err := api.ContainerRemove(ctx, n, client.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes, RemoveLinks: link})
-				return err
-			})
-		},
-	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "force the removal of a running container (uses SIGKILL)")
-	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "remove anonymous volumes associated with the container")
-	cmd.Flags().BoolVarP(&link, "link", "l", false, "remove the specified link")
+	var o client.ContainerRemoveOptions
+	cmd := c.eachContainerCommand(use+" [OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerRemove(ctx, n, o)
+			return err
+		})
+	cmd.Aliases = aliases
+	cmd.Flags().BoolVarP(&o.Force, "force", "f", false, "force the removal of a running container (uses SIGKILL)")
+	cmd.Flags().BoolVarP(&o.RemoveVolumes, "volumes", "v", false, "remove anonymous volumes associated with the container")
+	cmd.Flags().BoolVarP(&o.RemoveLinks, "link", "l", false, "remove the specified link")
 	return cmd
 }
 
 func (c *cli) pauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pause CONTAINER [CONTAINER...]",
-		Short: "Pause all processes within one or more containers",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return c.forEach(ctx, args, func(api *client.Client, n string) error {
-				_, err := api.ContainerPause(ctx, n, client.ContainerPauseOptions{})
-				return err
-			})
-		},
-	}
+	return c.eachContainerCommand("pause CONTAINER [CONTAINER...]", "Pause all processes within one or more containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerPause(ctx, n, client.ContainerPauseOptions{})
+			return err
+		})
 }
 
 func (c *cli) unpauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "unpause CONTAINER [CONTAINER...]",
-		Short: "Unpause all processes within one or more containers",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return c.forEach(ctx, args, func(api *client.Client, n string) error {
-				_, err := api.ContainerUnpause(ctx, n, client.ContainerUnpauseOptions{})
-				return err
-			})
-		},
-	}
+	return c.eachContainerCommand("unpause CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerUnpause(ctx, n, client.ContainerUnpauseOptions{})
+			return err
+		})
 }
 
 func (c *cli) renameCommand() *cobra.Command {
@@ -792,6 +771,19 @@ func (c *cli) confirm(question string) bool {
 	return a == "y" || a == "yes"
 }
 
+// printPruned writes a prune's report as docker does: the heading and what
+// was removed (when anything was), then the space reclaimed.
+func (c *cli) printPruned(heading string, removed []string, reclaimed uint64) {
+	if len(removed) > 0 {
+		fmt.Fprintln(c.out, heading)
+		for _, r := range removed {
+			fmt.Fprintln(c.out, r)
+		}
+		fmt.Fprintln(c.out)
+	}
+	fmt.Fprintln(c.out, "Total reclaimed space:", units.HumanSize(float64(reclaimed)))
+}
+
 func (c *cli) containerPruneCommand() *cobra.Command {
 	var force bool
 	filters := opts.NewFilterOpt()
@@ -812,14 +804,7 @@ func (c *cli) containerPruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(res.Report.ContainersDeleted) > 0 {
-				fmt.Fprintln(c.out, "Deleted Containers:")
-				for _, id := range res.Report.ContainersDeleted {
-					fmt.Fprintln(c.out, id)
-				}
-				fmt.Fprintln(c.out)
-			}
-			fmt.Fprintln(c.out, "Total reclaimed space:", units.HumanSize(float64(res.Report.SpaceReclaimed)))
+			c.printPruned("Deleted Containers:", res.Report.ContainersDeleted, res.Report.SpaceReclaimed)
 			return nil
 		},
 	}

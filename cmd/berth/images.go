@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -512,12 +511,8 @@ func (c *cli) pruneCommand() *cobra.Command {
 				f.Add("dangling", "false")
 				warning = "WARNING! This will remove all images without at least one container associated to them."
 			}
-			if !force {
-				fmt.Fprintf(c.out, "%s\nAre you sure you want to continue? [y/N] ", warning)
-				line, _ := bufio.NewReader(c.in).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					return nil
-				}
+			if !force && !c.confirm(warning) {
+				return nil
 			}
 			api, err := c.client(ctx)
 			if err != nil {
@@ -527,19 +522,16 @@ func (c *cli) pruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(res.Report.ImagesDeleted) > 0 {
-				fmt.Fprintln(c.out, "Deleted Images:")
-				for _, d := range res.Report.ImagesDeleted {
-					if d.Untagged != "" {
-						fmt.Fprintln(c.out, "untagged:", d.Untagged)
-					}
-					if d.Deleted != "" {
-						fmt.Fprintln(c.out, "deleted:", d.Deleted)
-					}
+			var removed []string
+			for _, d := range res.Report.ImagesDeleted {
+				if d.Untagged != "" {
+					removed = append(removed, "untagged: "+d.Untagged)
 				}
-				fmt.Fprintln(c.out)
+				if d.Deleted != "" {
+					removed = append(removed, "deleted: "+d.Deleted)
+				}
 			}
-			fmt.Fprintln(c.out, "Total reclaimed space:", humanSize(int64(res.Report.SpaceReclaimed)))
+			c.printPruned("Deleted Images:", removed, res.Report.SpaceReclaimed)
 			return nil
 		},
 	}

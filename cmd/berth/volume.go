@@ -204,14 +204,7 @@ func (c *cli) volumePruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(res.Report.VolumesDeleted) > 0 {
-				fmt.Fprintln(c.out, "Deleted Volumes:")
-				for _, v := range res.Report.VolumesDeleted {
-					fmt.Fprintln(c.out, v)
-				}
-				fmt.Fprintln(c.out)
-			}
-			fmt.Fprintln(c.out, "Total reclaimed space:", units.HumanSize(float64(res.Report.SpaceReclaimed)))
+			c.printPruned("Deleted Volumes:", res.Report.VolumesDeleted, res.Report.SpaceReclaimed)
 			return nil
 		},
 	}
