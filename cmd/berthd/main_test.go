@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -254,5 +255,12 @@ func TestInitBinary(t *testing.T) {
 	t.Setenv("PATH", dir)
 	if cc, err := containerConfig(config{}); err != nil || cc.InitPath != initBin {
 		t.Errorf("berth-init on PATH: init path %q, %v; want %s", cc.InitPath, err, initBin)
+	}
+	// daemon.json spells them as dockerd's.
+	var file config
+	dec := json.NewDecoder(strings.NewReader(`{"init": true, "init-path": "` + initBin + `"}`))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&file); err != nil || !file.Init || file.InitPath != initBin {
+		t.Errorf("daemon.json init keys: %+v, %v", file, err)
 	}
 }
