@@ -182,7 +182,17 @@ func TestRealKillRestart(t *testing.T) {
 	if st := r.inspect(id).State; st.Running || st.ExitCode != 137 {
 		t.Errorf("after kill: state %+v, want exited with 137", st)
 	}
-	past, _ := r.e.Events(ctx, since, time.Now(), EventFilter{"container": {id}})
+	// The die event of the last kill may follow the wake-up of the kill's
+	// wait: take the events once three dies are in.
+	past := r.eventsUntil(id, since, func(ms []events.Message) bool {
+		n := 0
+		for _, m := range ms {
+			if m.Action == events.ActionDie {
+				n++
+			}
+		}
+		return n >= 3
+	})
 	var kills []string
 	restarts, dies := 0, 0
 	for _, m := range past {

@@ -362,7 +362,7 @@ func TestRealEvents(t *testing.T) {
 	if err := r.e.ContainerRemove(context.Background(), id, false, false); err != nil {
 		t.Fatalf("rm: %v", err)
 	}
-	past, _ := r.e.Events(context.Background(), since, time.Now(), EventFilter{"container": {id}})
+	past := r.eventsUntil(id, since, hasActions(events.ActionDie, events.ActionDestroy))
 	var got []string
 	for _, m := range past {
 		got = append(got, string(m.Action))
@@ -398,7 +398,8 @@ func TestRealEventsStop(t *testing.T) {
 	if err := r.e.ContainerStop(context.Background(), id, "", &timeout); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	past, _ := r.e.Events(context.Background(), since, time.Now(), EventFilter{"container": {id}})
+	// The die event may follow the wake-up of the stop's wait.
+	past := r.eventsUntil(id, since, hasActions(events.ActionDie))
 	var got []string
 	for _, m := range past {
 		a := string(m.Action)
@@ -415,4 +416,16 @@ func TestRealEventsStop(t *testing.T) {
 		t.Skipf("BUG: ContainerStop (internal/engine/container_lifecycle.go, containers.stop) emits neither the \"kill\" event for the stop signal nor the \"stop\" event after the exit: events %v, Docker's are %v (docker events --filter event=stop never fires)", got, want)
 	}
 	t.Errorf("events of a stop: %v, want %v", got, want)
+}
+
+// hasActions is an eventsUntil condition: every one of actions was seen.
+func hasActions(actions ...events.Action) func([]events.Message) bool {
+	return func(ms []events.Message) bool {
+		for _, a := range actions {
+			if !slices.ContainsFunc(ms, func(m events.Message) bool { return m.Action == a }) {
+				return false
+			}
+		}
+		return true
+	}
 }

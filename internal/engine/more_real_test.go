@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-project/berth/internal/errdefs"
 )
@@ -185,6 +186,7 @@ func TestRealRenameAndWaitNextExit(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("next-exit wait did not fire")
 	}
+	r.eventsUntil(id, time.Time{}, hasActions(events.ActionDie)) // the die event may follow the wait's wake-up
 	past, _ := r.e.Events(ctx, time.Time{}, time.Now(), EventFilter{"container": {"after"}, "event": {"die"}})
 	if len(past) != 1 || past[0].Actor.ID != id {
 		t.Errorf("die events filtered by the new name: %+v", past)

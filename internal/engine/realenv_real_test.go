@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/testutil"
@@ -725,4 +726,17 @@ func unixKill0(pid int) error {
 		return fmt.Errorf("no pid")
 	}
 	return syscall.Kill(pid, 0)
+}
+
+// eventsUntil returns the container's events since since once done holds
+// for them (or, after 20s, as they are).
+func (r *realEnv) eventsUntil(id string, since time.Time, done func([]events.Message) bool) []events.Message {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		past, _ := r.e.Events(context.Background(), since, time.Now(), EventFilter{"container": {id}})
+		if done(past) || time.Now().After(deadline) {
+			return past
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
