@@ -614,3 +614,36 @@ func TestContainersAuditAPI(t *testing.T) {
 		t.Errorf("inspect after wait removed: %d, want 404", code)
 	}
 }
+
+// TestContainersAuditWorkdir: -w names a directory the image lacks; it is
+// made, as Docker makes it, whatever the runtime.
+func TestContainersAuditWorkdir(t *testing.T) {
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		if e.c.Name != "berth" {
+			t.Skip("the directory is the daemon's and the runtime's to make: the berth client covers it")
+		}
+		if out, _, err := e.run("--rm", "-w", "/new/dir", e.image, "pwd"); err != nil || out != "/new/dir\n" {
+			t.Errorf("run -w /new/dir: %q %v", out, err)
+		}
+	})
+}
+
+// TestContainersAuditPaused: a paused container is killed by kill (the
+// engine thaws it after the signal, as Docker does) and refuses start.
+func TestContainersAuditPaused(t *testing.T) {
+	d, c, ref := containerFixture(t)
+	cl := apiClient(t, d)
+	c.Must(t, "run", "-d", "--name", "frozen", ref, "sleep", "1000")
+	c.Must(t, "pause", "frozen")
+	if _, errOut, err := c.Run("start", "frozen"); err == nil || !strings.Contains(errOut, "cannot start a paused container, try unpause instead") {
+		t.Errorf("start of a paused container: %v %q", err, errOut)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := cl.ContainerKill(ctx, "frozen", client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatalf("kill of a paused container: %v", err)
+	}
+	if in := inspectAPI(t, cl, "frozen"); in.State.Status != "exited" || in.State.ExitCode != 137 || in.State.Paused {
+		t.Errorf("after kill of a paused container: %+v", in.State)
+	}
+}
