@@ -180,7 +180,7 @@ func (c *cli) attachCommand() *cobra.Command {
 			}
 			ct := info.Container
 			if ct.State == nil || !ct.State.Running {
-				return errors.New("you cannot attach to a stopped container, start it first")
+				return errors.New("You cannot attach to a stopped container, start it first") //nolint:staticcheck // docker's words
 			}
 			if ct.State.Paused {
 				return errors.New("you cannot attach to a paused container, unpause it first")

@@ -400,10 +400,10 @@ func parseRestart(s string) (container.RestartPolicy, error) {
 	case "", container.RestartPolicyDisabled, container.RestartPolicyOnFailure:
 	case container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
 		if p.MaximumRetryCount != 0 {
-			return p, fmt.Errorf("invalid restart policy %q: maximum retry count can only be used with 'on-failure'", s)
+			return p, errors.New("invalid restart policy: maximum retry count can only be used with 'on-failure'")
 		}
 	default:
-		return p, fmt.Errorf("invalid restart policy %q: want no, on-failure[:max-retries], always or unless-stopped", s)
+		return p, fmt.Errorf("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", p.Name)
 	}
 	return p, nil
 }
