@@ -448,7 +448,15 @@ func checkRemovable(dir string) error {
 
 // removeTree removes the cgroup dir and every cgroup below it. Cgroup
 // directories hold only kernel files, which rmdir removes with them.
+// A container's cgroup usually has no child, so rmdir is tried first and
+// the directory is read only when the kernel refuses (EBUSY: children or
+// processes; ENOTEMPTY is taken alike).
 func removeTree(dir string) error {
+	if err := unix.Rmdir(dir); err == nil || err == unix.ENOENT {
+		return nil
+	} else if err != unix.EBUSY && err != unix.ENOTEMPTY {
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if isNotExist(err) {
