@@ -129,3 +129,26 @@ func TestJoinOutsideHierarchy(t *testing.T) {
 		t.Fatalf("JoinFiles opened files outside a hierarchy")
 	}
 }
+
+// Destroy removes cgroups the container made below its own (a rmdir of the
+// parent alone is refused with EBUSY), children first.
+func TestRealDestroyWithChildren(t *testing.T) {
+	testutil.RequiresRoot(t)
+	m := newReal(t, "/"+uniqueName(t), "")
+	if err := m.Apply(0); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range m.dirs() {
+		if err := os.MkdirAll(d.dir+"/sub/subsub", 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range m.dirs() {
+		if _, err := os.Stat(d.dir); !os.IsNotExist(err) {
+			t.Errorf("%s still exists after Destroy (%v)", d.dir, err)
+		}
+	}
+}
