@@ -622,8 +622,10 @@ type daemonRequest struct {
 	Config   ContainerConfig
 	Create   []CreateOptions
 	// Stop and Pause list indexes into Create of containers to stop (as a
-	// client's stop) or pause once all are started.
-	Stop, Pause []int
+	// client's stop) or pause once all are started; WaitRestarting those
+	// whose restart policy must have them between two runs (a restart
+	// pending) when the daemon exits.
+	Stop, Pause, WaitRestarting []int
 }
 
 // runDaemonProcess runs one life of berthd in a child process: it opens an
@@ -707,6 +709,20 @@ func daemonProcess(reqJSON string) int {
 		if err := e.ContainerPause(ctx, ids[i]); err != nil {
 			fmt.Fprintf(os.Stderr, "pause %s: %v\n", ids[i], err)
 			return 1
+		}
+	}
+	for _, i := range req.WaitRestarting {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			in, err := e.ContainerInspect(ctx, ids[i], false)
+			if err == nil && in.State.Restarting {
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintf(os.Stderr, "container %s did not get to restarting: %+v %v\n", ids[i], in.State, err)
+				return 1
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
 	}
 	e.ContainersShutdown()
