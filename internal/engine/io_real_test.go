@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -324,5 +325,75 @@ func TestRealOtherRuntimes(t *testing.T) {
 	}
 	if ran == 0 {
 		t.Skip("neither runc nor crun is installed")
+	}
+}
+
+// TestRealConcurrentStartsOfOne: starts of one container racing each
+// other run it once: one start wins, the others are "not modified", and
+// one shim serves it.
+func TestRealConcurrentStartsOfOne(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	id := r.create("", nil, "sh", "-c", `echo ready; while :; do sleep 0.1; done`)
+	const n = 4
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.e.ContainerStart(context.Background(), id)
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, ErrNotModified):
+		default:
+			t.Errorf("start %d: %v", i, err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d racing starts won, want 1 (errors %v)", won, n, errs)
+	}
+	r.waitLog(id, "ready")
+	if out, _ := r.logsOf(id); out != "ready\n" {
+		t.Errorf("log %q, want one run", out)
+	}
+	if shims := processesMentioning(id); len(shims) != 1 {
+		t.Errorf("processes naming the container: %v, want its one shim", shims)
+	}
+}
+
+// TestRealExecTty: an exec with a terminal gets one, its output comes
+// through it (CRLF line ends) and its size is the one asked for.
+func TestRealExecTty(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	id := r.run(nil, "sh", "-c", `echo ready; while :; do sleep 0.1; done`)
+	r.waitLog(id, "ready")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	xid, err := r.e.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: []string{"sh", "-c", "test -t 0 && test -t 1 && echo tty; stty size"}, Tty: true, AttachStdout: true, AttachStdin: false})
+	if err != nil {
+		t.Fatalf("exec create: %v", err)
+	}
+	var out bytes.Buffer
+	if err := r.e.ExecStart(ctx, xid, ExecStartOptions{Stdout: &out, Height: 33, Width: 101}); err != nil {
+		t.Fatalf("exec start: %v", err)
+	}
+	if out.String() != "tty\r\n33 101\r\n" {
+		t.Errorf("tty exec output %q, want %q", out.String(), "tty\r\n33 101\r\n")
+	}
+	xi, err := r.e.ExecInspect(ctx, xid)
+	if err != nil || xi.ExitCode == nil || *xi.ExitCode != 0 || !xi.ProcessConfig.Tty {
+		t.Errorf("exec inspect: %+v %v", xi, err)
 	}
 }
