@@ -349,3 +349,95 @@ func TestRealPausedKillAndRemove(t *testing.T) {
 		t.Skip(bug)
 	}
 }
+
+// TestRealTtyContainer: a container with a terminal logs its output as one
+// stream through the terminal (CRLF), and ContainerLogs says it has one.
+func TestRealTtyContainer(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	id, err := r.tryCreateConfig("", &container.Config{Image: r.image, Tty: true, Cmd: []string{"sh", "-c", "test -t 1 && echo tty; echo err >&2"}}, nil)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	r.start(id)
+	if code := r.wait(id); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	tty, seq, err := r.e.ContainerLogs(context.Background(), id, LogsOptions{Tail: -1})
+	if err != nil || !tty {
+		t.Fatalf("logs: tty %v err %v, want a terminal", tty, err)
+	}
+	var out strings.Builder
+	for e, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Stream != "stdout" {
+			t.Errorf("tty log entry on %s, want all on stdout", e.Stream)
+		}
+		out.Write(e.Line)
+	}
+	if out.String() != "tty\r\nerr\r\n" {
+		t.Errorf("tty log %q, want %q", out.String(), "tty\r\nerr\r\n")
+	}
+}
+
+// TestRealStopTimeoutFromConfig: without a timeout, stop waits the
+// container's own StopTimeout before SIGKILL.
+func TestRealStopTimeoutFromConfig(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	one := 1
+	id, err := r.tryCreateConfig("", &container.Config{Image: r.image, StopTimeout: &one,
+		Cmd: []string{"sh", "-c", `trap "" TERM; echo ready; while :; do sleep 0.1; done`}}, nil)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	r.start(id)
+	r.waitLog(id, "ready")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if err := r.e.ContainerStop(ctx, id, "", nil); err != nil {
+		t.Fatalf("stop without a timeout: %v (the container's StopTimeout is 1s, the default 10s)", err)
+	}
+	if st := r.inspect(id).State; st.ExitCode != 137 {
+		t.Errorf("after stop: state %+v, want killed (137)", st)
+	}
+	if took := time.Since(begin); took < time.Second {
+		t.Errorf("stop took %v, less than the StopTimeout of 1s", took)
+	}
+}
+
+// TestRealBinds: a host directory bound read-write shares files both
+// ways, bound read-only refuses writes, and a volume with nocopy gets none
+// of the image's content.
+func TestRealBinds(t *testing.T) {
+	r := startReal(t)
+	if r == nil {
+		return
+	}
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "from-host"), []byte("h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hc := &container.HostConfig{Binds: []string{host + ":/rw", host + ":/ro:ro", "fresh:/srv:nocopy"}}
+	id := r.run(hc, "sh", "-c", `cat /rw/from-host; echo c > /rw/from-container; if echo x > /ro/nope 2>/dev/null; then echo ro-writable; fi; ls -A /srv; echo end`)
+	if code := r.wait(id); code != 0 {
+		_, e := r.logsOf(id)
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	if out, _ := r.logsOf(id); out != "h\nend\n" {
+		t.Errorf("output %q, want the host file, no write through the read-only bind, an empty nocopy volume", out)
+	}
+	if data, err := os.ReadFile(filepath.Join(host, "from-container")); err != nil || string(data) != "c\n" {
+		t.Errorf("file written through the bind: %q %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(host, "nope")); err == nil {
+		t.Errorf("a write through the read-only bind reached the host")
+	}
+}
