@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -594,6 +595,11 @@ func TestContainersAuditAPI(t *testing.T) {
 		}
 	case err := <-next.Error:
 		t.Fatalf("wait next-exit: %v", err)
+	}
+
+	// events refuses a filter it does not know, as Docker's.
+	if code := apiStatus(t, d, "GET", "/events?until=1&filters="+url.QueryEscape(`{"bogus":["x"]}`)); code != 400 {
+		t.Errorf("events with an unknown filter: %d, want 400", code)
 	}
 
 	// removed: the answer comes once an auto-removed container is gone.

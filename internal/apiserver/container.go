@@ -429,6 +429,13 @@ func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// eventFilters are the filter keys Docker's events endpoint accepts.
+var eventFilters = map[string]bool{
+	"config": true, "container": true, "daemon": true, "event": true, "image": true, "label": true,
+	"network": true, "node": true, "plugin": true, "scope": true, "secret": true, "service": true,
+	"type": true, "volume": true,
+}
+
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	now := time.Now()
@@ -446,6 +453,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	for k := range f {
+		if !eventFilters[k] {
+			writeError(w, errdefs.InvalidArgument(fmt.Errorf("invalid filter '%s'", k)))
+			return
+		}
 	}
 	past, live := s.eng.Events(r.Context(), since, until, engine.EventFilter(f))
 	w.Header().Set("Content-Type", "application/json")
