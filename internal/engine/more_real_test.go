@@ -308,7 +308,7 @@ func TestRealPausedKillAndRemove(t *testing.T) {
 			id := r.run(&container.HostConfig{Runtime: rt}, "sh", "-c", `echo ready; while :; do sleep 0.1; done`)
 			r.waitLog(id, "ready")
 			pid := r.inspect(id).State.Pid
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			if err := r.e.ContainerPause(ctx, id); err != nil {
 				t.Fatalf("%s: pause: %v", rt, err)
@@ -325,7 +325,7 @@ func TestRealPausedKillAndRemove(t *testing.T) {
 					if err := r.e.ContainerRemove(context.Background(), id, true, false); err != nil {
 						t.Fatalf("rm -f after the hung kill: %v", err)
 					}
-					bug = fmt.Sprintf("BUG: ContainerKill(SIGKILL) of a paused berth-runtime container hangs until the caller's deadline (5s here; state then %+v): `berth-runtime kill --all` leaves the frozen cgroup frozen, so the process never dies, where runc's kill --all thaws after signalling (the runc run of this test passes); internal/engine/container_lifecycle.go Engine.ContainerKill does not resume a paused container either, as Docker's kill and the engine's own stop and remove do", st)
+					bug = fmt.Sprintf("BUG: ContainerKill(SIGKILL) of a paused berth-runtime container hangs until the caller's deadline (3s here; state then %+v): `berth-runtime kill --all` leaves the frozen cgroup frozen, so the process never dies, where runc's kill --all thaws after signalling (the runc run of this test passes); internal/engine/container_lifecycle.go Engine.ContainerKill does not resume a paused container either, as Docker's kill and the engine's own stop and remove do", st)
 					r.assertNoTrace(id)
 					continue
 				}
