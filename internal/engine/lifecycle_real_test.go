@@ -324,6 +324,14 @@ func TestRealRemoveForce(t *testing.T) {
 	if len(cgroupsOf(id)) == 0 {
 		t.Errorf("running container: no cgroup at /sys/fs/cgroup/*/berth/%s", id)
 	}
+	if _, err := r.e.snaps.Mounts(context.Background(), "container-"+id); err != nil {
+		t.Errorf("running container: its snapshot container-%s: %v", id, err)
+	}
+	for _, p := range []string{filepath.Join(r.dataRoot, "containers", id), r.shimStateDir(id)} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("running container: %v", err)
+		}
+	}
 	shims := processesMentioning(r.execRoot)
 	if len(shims) == 0 {
 		t.Errorf("running container: no shim process names exec root %s", r.execRoot)
