@@ -49,6 +49,31 @@ type ContainerConfig struct {
 	// RuntimeArgs are extra global flags per runtime name (daemon.json
 	// "runtimeArgs").
 	RuntimeArgs map[string][]string
+	// CgroupParent is the cgroup under which containers that name no
+	// --cgroup-parent get theirs (dockerd's --cgroup-parent; default
+	// DefaultCgroupParent).
+	CgroupParent string
+}
+
+// DefaultCgroupParent is the parent cgroup of containers when neither the
+// daemon nor the container names one (dockerd's is /docker).
+const DefaultCgroupParent = "/berth"
+
+// cgroupsPath is the cgroup of container c with the cgroupfs layout Docker
+// uses: its --cgroup-parent, else the daemon's, then the container's ID. A
+// relative parent is relative to the runtime's own cgroup, as in runc.
+func (cs *containers) cgroupsPath(c *ctr) string {
+	parent := ""
+	if c.rec.HostConfig != nil {
+		parent = c.rec.HostConfig.CgroupParent
+	}
+	if parent == "" {
+		parent = cs.cfg.CgroupParent
+	}
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	return filepath.Join(parent, c.rec.ID)
 }
 
 // ErrNotModified says a start or stop found the container already in the

@@ -92,10 +92,17 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 			cs.releaseName(name)
 		}
 	}()
-	mounts, err := e.planMounts(hc, li.config.Config.Volumes)
+	// merged.Volumes holds the image's VOLUMEs and the request's own
+	// anonymous volumes (docker run -v /path).
+	mounts, err := e.planMounts(hc, merged.Volumes)
 	if err != nil {
 		return "", err
 	}
+	defer func() {
+		if !ok {
+			e.dropAnonymous(mounts)
+		}
+	}()
 	if merged.Hostname == "" && !hc.NetworkMode.IsHost() {
 		merged.Hostname = id[:12]
 	}
@@ -445,7 +452,7 @@ func (cs *containers) spawn(ctx context.Context, c *ctr) (*shim.Client, error) {
 	spec, err := specgen.Generate(specgen.Input{
 		ID: id, Image: li.config, Config: c.rec.Config, HostConfig: c.rec.HostConfig,
 		Rootfs:      c.rootfs(),
-		CgroupsPath: "/berth/" + id,
+		CgroupsPath: cs.cgroupsPath(c),
 		Files: specgen.NetworkFiles{
 			Hostname:   filepath.Join(c.dir, "hostname"),
 			Hosts:      filepath.Join(c.dir, "hosts"),

@@ -361,7 +361,7 @@ func (e *Engine) ContainerUpdate(ctx context.Context, ref string, upd container.
 		}
 		spec, err := specgen.Generate(specgen.Input{
 			ID: c.rec.ID, Image: li.config, Config: c.rec.Config, HostConfig: &hc,
-			Rootfs: c.rootfs(), CgroupsPath: "/berth/" + c.rec.ID, Devices: statDevices, Host: cs.host,
+			Rootfs: c.rootfs(), CgroupsPath: cs.cgroupsPath(c), Devices: statDevices, Host: cs.host,
 		})
 		if err != nil {
 			return nil, err

@@ -293,6 +293,12 @@ func (e *Engine) planMounts(hc *container.HostConfig, imageVolumes map[string]st
 	volumeLock.Lock()
 	defer volumeLock.Unlock()
 	var out []ctrMount
+	ok := false
+	defer func() {
+		if !ok {
+			e.dropAnonymousLocked(out)
+		}
+	}()
 	covered := map[string]bool{}
 	for _, mp := range mps {
 		covered[filepath.Clean(mp.Destination)] = true
@@ -332,7 +338,29 @@ func (e *Engine) planMounts(hc *container.HostConfig, imageVolumes map[string]st
 		}
 		out = append(out, ctrMount{Type: mount.TypeVolume, Name: m.Name, Anonymous: true, Destination: d, RW: true, Source: filepath.Join(e.volumeDir(m.Name), "_data")})
 	}
+	ok = true
 	return out, nil
+}
+
+// dropAnonymous removes the anonymous volumes planMounts made for a
+// container whose creation failed, as Docker does; named volumes stay.
+func (e *Engine) dropAnonymous(mounts []ctrMount) {
+	volumeLock.Lock()
+	defer volumeLock.Unlock()
+	e.dropAnonymousLocked(mounts)
+}
+
+// dropAnonymousLocked is dropAnonymous with volumeLock held.
+func (e *Engine) dropAnonymousLocked(mounts []ctrMount) {
+	users := e.volumeUsers()
+	for _, m := range mounts {
+		if m.Type != mount.TypeVolume || !m.Anonymous || len(users[m.Name]) > 0 {
+			continue
+		}
+		if err := e.deleteVolume(m.Name); err != nil {
+			e.log.Warn("remove anonymous volume of a failed create", "volume", m.Name, "err", err)
+		}
+	}
 }
 
 // containerVolumes returns the volume mounts of a container about to start,
