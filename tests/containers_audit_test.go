@@ -349,6 +349,12 @@ func TestContainersAuditCommands(t *testing.T) {
 			t.Errorf("logs --since 1h: %q", out)
 		}
 
+		// inspect templates see docker's API types first (a struct prints
+		// as Go prints it), then the JSON.
+		if out := e.c.Must(t, "inspect", "-f", "{{.HostConfig.RestartPolicy}}|{{.Config.Cmd}}|{{.State.Running}}", "lg"); !strings.HasPrefix(out, "{no 0}|[sh -c echo early;") || !strings.HasSuffix(out, "|true\n") {
+			t.Errorf("inspect -f over the typed container: %q", out)
+		}
+
 		// ps: docker's columns, sizes, filters.
 		header := columnGap.Split(Lines(e.c.Must(t, "ps"))[0], -1)
 		if strings.Join(header, "|") != "CONTAINER ID|IMAGE|COMMAND|CREATED|STATUS|PORTS|NAMES" {

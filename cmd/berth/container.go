@@ -19,6 +19,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
@@ -870,35 +871,36 @@ func (c *cli) objectInspectCommand(kind, short string) *cobra.Command {
 
 // inspectObject fetches one object's raw JSON, trying containers, then
 // images, then volumes unless typ names one.
-func inspectObject(ctx context.Context, api *client.Client, typ, name string, size bool) (json.RawMessage, error) {
+func inspectObject(ctx context.Context, api *client.Client, typ, name string, size bool) (inspected, error) {
 	if typ == "" || typ == "container" {
 		res, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{Size: size})
 		if err == nil {
-			return res.Raw, nil
+			return newInspected(res.Raw, &container.InspectResponse{}), nil
 		}
 		if typ != "" || !cerrdefs.IsNotFound(err) {
-			return nil, err
+			return inspected{}, err
 		}
 	}
 	if typ == "" || typ == "image" {
 		var raw bytes.Buffer
 		_, err := api.ImageInspect(ctx, name, client.ImageInspectWithRawResponse(&raw))
 		if err == nil {
-			return json.RawMessage(bytes.TrimSpace(raw.Bytes())), nil
+			return newInspected(raw.Bytes(), &image.InspectResponse{}), nil
 		}
 		if typ != "" || !cerrdefs.IsNotFound(err) {
-			return nil, err
+			return inspected{}, err
 		}
 	}
 	if typ == "" || typ == "volume" {
 		res, err := api.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
 		if err == nil {
-			return json.Marshal(res.Volume)
+			raw, err := json.Marshal(res.Volume)
+			return inspected{typed: &res.Volume, raw: raw}, err
 		}
 		if typ != "" || !cerrdefs.IsNotFound(err) {
-			return nil, err
+			return inspected{}, err
 		}
 	}
 	// Nothing of any type by that name: docker's words for it.
-	return nil, fmt.Errorf("No such object: %s", name) //nolint:staticcheck // docker's message, capitalized
+	return inspected{}, fmt.Errorf("No such object: %s", name) //nolint:staticcheck // docker's message, capitalized
 }

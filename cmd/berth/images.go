@@ -331,11 +331,21 @@ func formatInspect(out io.Writer, format string, values []any) error {
 		return fmt.Errorf("template parsing error: %w", err)
 	}
 	for _, v := range values {
-		// Templates see the JSON field names, as docker's do.
+		// As docker's: the template runs over the API type first, then,
+		// where that fails, over the JSON (its field names).
+		var buf bytes.Buffer
+		typed := v
+		if in, ok := v.(inspected); ok {
+			typed = in.typed
+		}
+		if typed != nil && tmpl.Execute(&buf, typed) == nil {
+			fmt.Fprintln(out, buf.String())
+			continue
+		}
+		buf.Reset()
 		b, _ := json.Marshal(v)
 		var generic any
 		_ = json.Unmarshal(b, &generic)
-		var buf bytes.Buffer
 		if err := tmpl.Execute(&buf, generic); err != nil {
 			return fmt.Errorf("template: %w", err)
 		}
@@ -343,6 +353,25 @@ func formatInspect(out io.Writer, format string, values []any) error {
 	}
 	return nil
 }
+
+// inspected is an object as the daemon described it: its raw JSON, printed
+// as it is, and the same decoded into the API type (nil when it does not
+// decode), which templates see first.
+type inspected struct {
+	typed any
+	raw   json.RawMessage
+}
+
+// newInspected decodes raw into typed, a pointer to the API type.
+func newInspected(raw []byte, typed any) inspected {
+	raw = bytes.TrimSpace(raw)
+	if err := json.Unmarshal(raw, typed); err != nil {
+		typed = nil
+	}
+	return inspected{typed: typed, raw: raw}
+}
+
+func (v inspected) MarshalJSON() ([]byte, error) { return v.raw, nil }
 
 func (c *cli) inspectCommand() *cobra.Command {
 	var format string
@@ -364,7 +393,7 @@ func (c *cli) inspectCommand() *cobra.Command {
 					errs = append(errs, err)
 					continue
 				}
-				values = append(values, json.RawMessage(bytes.TrimSpace(raw.Bytes())))
+				values = append(values, newInspected(raw.Bytes(), &image.InspectResponse{}))
 			}
 			if err := formatInspect(c.out, format, values); err != nil {
 				return err

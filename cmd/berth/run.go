@@ -105,7 +105,7 @@ func (o *runOptions) addFlags(fl *pflag.FlagSet, run bool) {
 	fl.StringVar(&o.network, "net", "", "connect a container to a network")
 	_ = fl.MarkHidden("net")
 	fl.StringVar(&o.platform, "platform", "", "set platform if server is multi-platform capable")
-	fl.StringVar(&o.restart, "restart", "", "restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)")
+	fl.StringVar(&o.restart, "restart", "no", "restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)")
 	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fl.StringVar(&o.uts, "uts", "", "UTS namespace to use")

@@ -146,7 +146,7 @@ func (c *cli) volumeInspectCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				values = append(values, json.RawMessage(b))
+				values = append(values, inspected{typed: &res.Volume, raw: b})
 			}
 			if err := formatInspect(c.out, format, values); err != nil {
 				return err
