@@ -566,25 +566,29 @@ func (c *cli) createCommand() *cobra.Command {
 			ctx := cmd.Context()
 			req, err := o.toConfig(args)
 			if err != nil {
-				return statusError{code: 125, msg: "berth: " + err.Error()}
+				return runError(err)
 			}
 			api, err := c.client(ctx)
 			if err != nil {
-				return statusError{code: 125, msg: "berth: " + err.Error()}
+				return runError(err)
 			}
 			id, err := c.createContainer(ctx, api, o, req)
 			if err != nil {
-				return statusError{code: 125, msg: "berth: " + err.Error()}
+				return runError(err)
 			}
 			fmt.Fprintln(c.out, id)
 			return nil
 		},
 	}
 	o.addFlags(cmd.Flags(), false)
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return statusError{code: 125, msg: "berth: " + err.Error()}
-	})
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return runError(err) })
 	return cmd
+}
+
+// runError is a failure of run or create before the container's process
+// runs: docker's exit status 125, the message after the program's name.
+func runError(err error) error {
+	return statusError{code: 125, msg: "berth: " + err.Error()}
 }
 
 func (c *cli) runCommand() *cobra.Command {
@@ -598,16 +602,14 @@ func (c *cli) runCommand() *cobra.Command {
 		},
 	}
 	o.addFlags(cmd.Flags(), true)
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return statusError{code: 125, msg: "berth: " + err.Error()}
-	})
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return runError(err) })
 	return cmd
 }
 
 func (c *cli) run(ctx context.Context, o *runOptions, args []string) error {
 	req, err := o.toConfig(args)
 	if err != nil {
-		return statusError{code: 125, msg: "berth: " + err.Error()}
+		return runError(err)
 	}
 	cfg := req.config
 	if cfg.Tty && cfg.AttachStdin && !c.inIsTerminal() {
@@ -615,15 +617,15 @@ func (c *cli) run(ctx context.Context, o *runOptions, args []string) error {
 	}
 	keys, err := parseDetachKeys(o.detachKeys)
 	if err != nil {
-		return statusError{code: 125, msg: "berth: " + err.Error()}
+		return runError(err)
 	}
 	api, err := c.client(ctx)
 	if err != nil {
-		return statusError{code: 125, msg: "berth: " + err.Error()}
+		return runError(err)
 	}
 	id, err := c.createContainer(ctx, api, o, req)
 	if err != nil {
-		return statusError{code: 125, msg: "berth: " + err.Error()}
+		return runError(err)
 	}
 	if o.detach {
 		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
