@@ -117,12 +117,18 @@ func TestContainersInit(t *testing.T) {
 		waitFor(t, "the orphan in the container without init to become a zombie", func() bool {
 			return len(zombies(containerPS(t, e, "noinit"))) == 1
 		})
-		waitFor(t, "the orphan in the container with --init to be reaped", func() bool {
-			ps := containerPS(t, e, "reaper")
-			if pid1(ps) != "docker-init" {
-				t.Fatalf("PID 1 of the container run with --init is %q; ps: %v", pid1(ps), ps)
+		var last []psLine
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("last ps in the container with --init: %v", last)
 			}
-			for _, p := range ps {
+		})
+		waitFor(t, "the orphan in the container with --init to be reaped", func() bool {
+			last = containerPS(t, e, "reaper")
+			if pid1(last) != "docker-init" {
+				t.Fatalf("PID 1 of the container run with --init is %q; ps: %v", pid1(last), last)
+			}
+			for _, p := range last {
 				if p.comm == "sh" || strings.HasPrefix(p.stat, "Z") {
 					return false
 				}

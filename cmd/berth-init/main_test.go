@@ -156,6 +156,20 @@ func procStat(pid int) (ppid int, state byte, err error) {
 	return ppid, rest[0][0], err
 }
 
+// procPgrp reads a process's group from /proc/<pid>/stat.
+func procPgrp(pid int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(data)
+	rest := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(rest) < 3 {
+		return 0, fmt.Errorf("short /proc/%d/stat: %q", pid, s)
+	}
+	return strconv.Atoi(rest[2])
+}
+
 // script writes a /bin/sh script into a temporary directory.
 func script(t *testing.T, body string) string {
 	t.Helper()
@@ -296,7 +310,7 @@ wait
 	}
 }
 
-// orphanScript leaves an orphan (sleep) for the init to adopt, then waits
+// orphanScript leaves an orphan (a sleep) for the init to adopt, then waits
 // for a line on stdin.
 const orphanScript = `/bin/sh -c 'sleep 1000 >/dev/null 2>&1 &'
 echo spawned
@@ -311,16 +325,17 @@ func checkReapsOrphan(t *testing.T, p *initProc) {
 	if l := p.line(t); l != "spawned" {
 		t.Fatalf("command printed %q", l)
 	}
-	// The init's children: the command and the adopted sleep.
+	// The init's children: the command, leader of its process group, and
+	// the adopted orphan in that group.
 	orphan := 0
 	kids := childrenOf(p.cmd.Process.Pid)
 	for _, k := range kids {
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", k)); strings.TrimSpace(string(comm)) == "sleep" {
+		if pgrp, err := procPgrp(k); err == nil && pgrp != k {
 			orphan = k
 		}
 	}
 	if len(kids) != 2 || orphan == 0 {
-		t.Fatalf("berth-init's children are %v, want the command and the orphaned sleep", kids)
+		t.Fatalf("berth-init's children are %v, want the command and the orphan", kids)
 	}
 	if err := unix.Kill(orphan, unix.SIGKILL); err != nil {
 		t.Fatal(err)
