@@ -407,7 +407,9 @@ func (cs *containers) restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", root, err)
 	}
-	var toStart []*ctr
+	// toStart are restarts the policy asks for now; pending are restarts
+	// already scheduled and counted before berthd stopped.
+	var toStart, pending []*ctr
 	for _, ent := range ents {
 		if !ent.IsDir() {
 			continue
@@ -429,7 +431,22 @@ func (cs *containers) restore(ctx context.Context) error {
 			}()
 			continue
 		}
-		if c.running() || c.rec.State.Status == StateRestarting {
+		if c.rec.State.Status == StateRestarting {
+			if cl, err := shim.Connect(ctx, cs.stateDir(c.rec.ID)); err == nil {
+				// berthd stopped in the middle of the restart itself:
+				// the new run is treated as any other live container.
+				cl.Close()
+				c.rec.State.Status = StateRunning
+			} else {
+				// A restart the policy had scheduled (and counted) when
+				// berthd stopped: carry it out, without counting it again.
+				c.rec.State.Status = StateExited
+				_ = c.save()
+				pending = append(pending, c)
+				continue
+			}
+		}
+		if c.running() {
 			cl, err := shim.Connect(ctx, cs.stateDir(c.rec.ID))
 			if err == nil {
 				st, serr := cl.State(ctx)
@@ -503,6 +520,8 @@ func (cs *containers) restore(ctx context.Context) error {
 	for _, c := range toStart {
 		// A restart by the policy, as one while berthd runs.
 		c.rec.RestartCount++
+	}
+	for _, c := range append(toStart, pending...) {
 		go func() {
 			if err := cs.start(context.Background(), c, false); err != nil && !errors.Is(err, ErrNotModified) {
 				cs.log.Warn("restart container at daemon start", "id", c.rec.ID, "err", err)

@@ -71,7 +71,7 @@ func (e *Engine) ContainerInspect(ctx context.Context, ref string, size bool) (c
 			Error:      st.Error,
 			StartedAt:  timeString(st.StartedAt),
 			FinishedAt: timeString(st.FinishedAt),
-			Health:     st.Health,
+			Health:     copyHealth(st.Health),
 		},
 		Image:          r.Image.String(),
 		ResolvConfPath: filepath.Join(c.dir, "resolv.conf"),
@@ -323,4 +323,21 @@ func anyOf(vals []string, ok func(string) bool) bool {
 		}
 	}
 	return false
+}
+
+// copyHealth copies a health status deeply: the record's own is changed by
+// the health checks once the container's lock is released.
+func copyHealth(h *container.Health) *container.Health {
+	if h == nil {
+		return nil
+	}
+	out := *h
+	out.Log = make([]*container.HealthcheckResult, 0, len(h.Log))
+	for _, r := range h.Log {
+		if r != nil {
+			cp := *r
+			out.Log = append(out.Log, &cp)
+		}
+	}
+	return &out
 }

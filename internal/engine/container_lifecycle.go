@@ -599,7 +599,6 @@ func (cs *containers) monitor(c *ctr, cl *shim.Client, done chan struct{}) {
 	cl.Close()
 	cs.unmountRootfs(c)
 	cs.finishExit(c, es)
-	cs.e.emit("container", "die", c.rec.ID, c.attributes("exitCode", fmt.Sprint(es.Code)))
 
 	c.mu.Lock()
 	removing := c.removing
@@ -616,8 +615,8 @@ func (cs *containers) monitor(c *ctr, cl *shim.Client, done chan struct{}) {
 	}
 }
 
-// finishExit records an exit as the shim reported it and wakes the
-// waiters. An OOM kill the shim counted in the container's memory cgroup
+// finishExit records an exit as the shim reported it, emits "die" and
+// wakes the waiters. An OOM kill the shim counted in the container's memory cgroup
 // sets OOMKilled and is announced with an "oom" event, as Docker does.
 func (cs *containers) finishExit(c *ctr, es shim.ExitStatus) {
 	c.mu.Lock()
@@ -634,6 +633,9 @@ func (cs *containers) finishExit(c *ctr, es shim.ExitStatus) {
 	if es.OOMKilled {
 		cs.e.emit("container", "oom", c.rec.ID, c.attributesLocked())
 	}
+	// Announced before the waiters wake, so what they do next (stop's
+	// "stop" event, a removal's "destroy") follows it.
+	cs.e.emit("container", "die", c.rec.ID, c.attributesLocked("exitCode", fmt.Sprint(es.Code)))
 	c.shim = nil
 	cs.stopHealth(c)
 	if err := c.save(); err != nil {
@@ -739,9 +741,18 @@ func (cs *containers) stop(ctx context.Context, c *ctr, sigName string, timeout 
 	if timeout != nil {
 		secs = *timeout
 	}
-	if err := cl.Kill(ctx, sig, false); err != nil {
-		cs.log.Debug("send stop signal", "id", c.rec.ID, "err", err)
+	if err := cs.stopWait(ctx, c, cl, exitCh, paused, sig, secs); err != nil {
+		return err
 	}
+	cs.e.emit("container", "stop", c.rec.ID, c.attributes())
+	return nil
+}
+
+// stopWait sends sig, waits up to secs seconds (-1: for ever) for the exit,
+// then kills the container and waits for its exit. Each signal is announced
+// with a "kill" event, as Docker's.
+func (cs *containers) stopWait(ctx context.Context, c *ctr, cl *shim.Client, exitCh chan struct{}, paused bool, sig syscall.Signal, secs int) error {
+	cs.signal(ctx, c, cl, sig, false)
 	if paused {
 		_ = cl.Resume(ctx)
 	}
@@ -760,9 +771,7 @@ func (cs *containers) stop(ctx context.Context, c *ctr, sigName string, timeout 
 			return ctx.Err()
 		}
 	}
-	if err := cl.Kill(ctx, syscall.SIGKILL, true); err != nil {
-		cs.log.Debug("kill container", "id", c.rec.ID, "err", err)
-	}
+	cs.signal(ctx, c, cl, syscall.SIGKILL, true)
 	select {
 	case <-exitCh:
 		return nil
@@ -771,9 +780,20 @@ func (cs *containers) stop(ctx context.Context, c *ctr, sigName string, timeout 
 	}
 }
 
+// signal sends sig to the container's init (all its processes with all)
+// and emits the "kill" event; a failure is only logged, as the caller
+// waits for the exit either way.
+func (cs *containers) signal(ctx context.Context, c *ctr, cl *shim.Client, sig syscall.Signal, all bool) {
+	if err := cl.Kill(ctx, sig, all); err != nil {
+		cs.log.Debug("signal container", "id", c.rec.ID, "signal", int(sig), "err", err)
+		return
+	}
+	cs.e.emit("container", "kill", c.rec.ID, c.attributes("signal", fmt.Sprint(int(sig))))
+}
+
 // ContainerKill sends a signal (default SIGKILL) to the container's init.
 func (e *Engine) ContainerKill(ctx context.Context, ref, sigName string) error {
-	_, c, err := e.lookup(ref)
+	cs, c, err := e.lookup(ref)
 	if err != nil {
 		return err
 	}
@@ -786,6 +806,19 @@ func (e *Engine) ContainerKill(ctx context.Context, ref, sigName string) error {
 		sig = syscall.Signal(s)
 	}
 	c.mu.Lock()
+	if c.rec.State.Status == StateRestarting && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
+		// Between two runs of a restart policy there is no process to
+		// signal: as Docker, end the restart loop instead.
+		if c.restartTimer != nil {
+			c.restartTimer.Stop()
+			c.restartTimer = nil
+		}
+		c.rec.State.Status = StateExited
+		c.rec.ManuallyStopped = true
+		_ = c.save()
+		c.mu.Unlock()
+		return nil
+	}
 	if !c.running() {
 		c.mu.Unlock()
 		return errdefs.Conflict(fmt.Errorf("cannot kill container: %s: container %s is not running", strings.TrimPrefix(c.rec.Name, "/"), c.rec.ID))
@@ -798,12 +831,19 @@ func (e *Engine) ContainerKill(ctx context.Context, ref, sigName string) error {
 		c.rec.ManuallyStopped = true
 		_ = c.save()
 	}
-	cl, exitCh := c.shim, c.exitCh
+	cl, exitCh, paused := c.shim, c.exitCh, c.rec.State.Status == StatePaused
 	c.mu.Unlock()
 	if err := cl.Kill(ctx, sig, sig == syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill container %s: %w", c.rec.ID, err)
 	}
 	e.emit("container", "kill", c.rec.ID, c.attributes("signal", fmt.Sprint(int(sig))))
+	if paused && sig == syscall.SIGKILL {
+		// A frozen process cannot die: thaw it, as Docker does, so the
+		// pending SIGKILL is delivered.
+		if err := cl.Resume(ctx); err != nil {
+			cs.log.Debug("resume killed container", "id", c.rec.ID, "err", err)
+		}
+	}
 	if sig == syscall.SIGKILL {
 		select {
 		case <-exitCh:
@@ -923,9 +963,7 @@ func (cs *containers) remove(ctx context.Context, c *ctr, force, volumes bool) e
 	if cl != nil && c.running() {
 		c.mu.Unlock()
 		_ = cl.Resume(ctx)
-		if err := cl.Kill(ctx, syscall.SIGKILL, true); err != nil {
-			cs.log.Debug("kill container for removal", "id", c.rec.ID, "err", err)
-		}
+		cs.signal(ctx, c, cl, syscall.SIGKILL, true)
 		if done != nil {
 			select {
 			case <-done:

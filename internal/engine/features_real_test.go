@@ -364,7 +364,7 @@ func TestRealKillDuringRestartBackoff(t *testing.T) {
 		timeout := 1
 		r.e.ContainerStop(context.Background(), id, "", &timeout)
 		if killErr != nil {
-			t.Skipf("BUG: ContainerKill of a container between two restarts of its policy (state restarting) fails with %q and the restarts go on (RestartCount %d after 2s); Docker's kill counts a restarting container as running, marks it manually stopped and so ends the loop (internal/engine/container_lifecycle.go Engine.ContainerKill checks c.running(), which excludes restarting, and leaves the restart timer)", killErr, in.RestartCount)
+			t.Fatalf("ContainerKill of a container between two restarts of its policy (state restarting) fails with %q and the restarts go on (RestartCount %d after 2s); Docker's kill counts a restarting container as running, marks it manually stopped and so ends the loop (internal/engine/container_lifecycle.go Engine.ContainerKill checks c.running(), which excludes restarting, and leaves the restart timer)", killErr, in.RestartCount)
 		}
 		t.Fatalf("kill of a restarting container returned %v but it restarted again: %+v", killErr, in.State)
 	}

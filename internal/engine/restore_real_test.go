@@ -224,7 +224,7 @@ func TestRealShimKilled(t *testing.T) {
 	}
 	if len(left) > 0 {
 		reapOrphan(id)
-		t.Skipf("BUG: after its shim was killed, the container's end is recorded (exit %d, Error %q) but the engine leaves %s; internal/engine/container_lifecycle.go monitor() only unmounts (lazily, under the still running process) and never runs `<runtime> delete --force`, and rm -f cannot kill it either (no shim)", st.ExitCode, st.Error, strings.Join(left, ", "))
+		t.Fatalf("after its shim was killed, the container's end is recorded (exit %d, Error %q) but the engine leaves %s; internal/engine/container_lifecycle.go monitor() only unmounts (lazily, under the still running process) and never runs `<runtime> delete --force`, and rm -f cannot kill it either (no shim)", st.ExitCode, st.Error, strings.Join(left, ", "))
 	}
 	r.assertNoTrace(id)
 }
@@ -260,7 +260,7 @@ func TestRealShimKilledWhileEngineDown(t *testing.T) {
 	}
 	if len(left) > 0 {
 		reapOrphan(id)
-		t.Skipf("BUG: at restore, a container whose shim died while the engine was down is recorded as exited (code %d, Error %q) but the engine leaves %s; internal/engine/container.go containers.restore (the \"shim is gone\" branch) neither unmounts the rootfs nor runs `<runtime> delete --force`", st.ExitCode, st.Error, strings.Join(left, ", "))
+		t.Fatalf("at restore, a container whose shim died while the engine was down is recorded as exited (code %d, Error %q) but the engine leaves %s; internal/engine/container.go containers.restore (the \"shim is gone\" branch) neither unmounts the rootfs nor runs `<runtime> delete --force`", st.ExitCode, st.Error, strings.Join(left, ", "))
 	}
 	r.assertNoTrace(id)
 }
@@ -369,7 +369,7 @@ func TestRealRestoreRestarting(t *testing.T) {
 		t.Fatalf("after the engine restart: state %+v log %q, want running once more", in.State, out)
 	}
 	if in.RestartCount == 2 {
-		t.Skipf("BUG: a restart pending when the engine stopped is counted twice: RestartCount %d after one restart. containers.scheduleRestart (internal/engine/container_lifecycle.go) counts the restart when it schedules it and saves the state \"restarting\"; containers.restore (internal/engine/container.go) then counts it again when it starts the container (c.rec.RestartCount++ for each of toStart), which also spends an on-failure:N budget twice", in.RestartCount)
+		t.Fatalf("a restart pending when the engine stopped is counted twice: RestartCount %d after one restart. containers.scheduleRestart (internal/engine/container_lifecycle.go) counts the restart when it schedules it and saves the state \"restarting\"; containers.restore (internal/engine/container.go) then counts it again when it starts the container (c.rec.RestartCount++ for each of toStart), which also spends an on-failure:N budget twice", in.RestartCount)
 	}
 	if in.RestartCount != 1 {
 		t.Errorf("after the engine restart: RestartCount %d, want 1", in.RestartCount)

@@ -290,6 +290,17 @@ func (e *Engine) planMounts(hc *container.HostConfig, imageVolumes map[string]st
 	if err != nil {
 		return nil, errdefs.InvalidArgument(err)
 	}
+	for _, m := range hc.Mounts {
+		// --mount binds, unlike -v ones, need their source: Docker checks
+		// it at create, so the error names the mount rather than failing
+		// the start in the runtime.
+		if m.Type != mount.TypeBind || (m.BindOptions != nil && m.BindOptions.CreateMountpoint) {
+			continue
+		}
+		if _, err := os.Stat(m.Source); errors.Is(err, fs.ErrNotExist) {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid mount config for type %q: bind source path does not exist: %s", m.Type, filepath.Clean(m.Source)))
+		}
+	}
 	volumeLock.Lock()
 	defer volumeLock.Unlock()
 	var out []ctrMount
