@@ -2,8 +2,12 @@ package tests
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berth-project/berth/internal/testutil"
 )
 
 // psLine is one line of busybox `ps -o pid,ppid,stat,comm`.
@@ -192,4 +196,54 @@ func TestContainersInit(t *testing.T) {
 			t.Errorf("berthd --init, run --init=false: PID 1 is %q, want ps", pid1(ps))
 		}
 	})
+}
+
+// TestContainersInitMissing: a berthd with no init binary (none next to it,
+// none on PATH) refuses --init saying how to provide one, and refuses to
+// start with --init.
+func TestContainersInitMissing(t *testing.T) {
+	testutil.RequiresRoot(t)
+	// berthd with its shim and runtime but no berth-init beside it.
+	dir := t.TempDir()
+	for _, name := range []string{"berthd", "berth-shim", "berth-runtime"} {
+		data, err := os.ReadFile(RequireBinary(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := testutil.StartRegistry(t)
+	ref := reg + "/e2e/busybox:1"
+	testutil.PushBusybox(t, reg, "e2e/busybox:1")
+	d := StartDaemon(t, "--exec-root", shortExecRoot(t))
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d.Bin = filepath.Join(dir, "berthd")
+	d.Env = append(d.Env, "PATH="+dir+":/usr/sbin:/usr/bin:/sbin:/bin")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := BerthCLI(t, d)
+	c.Must(t, "pull", "-q", ref)
+	t.Cleanup(func() { removeAllContainers(t, &ctrEnv{d: d, c: c}) })
+	if out := c.Must(t, "run", "--rm", ref, "echo", "no init needed"); out != "no init needed\n" {
+		t.Errorf("run without --init printed %q", out)
+	}
+	_, errOut, err := c.Run("run", "--rm", "--init", ref, "true")
+	if err == nil || !strings.Contains(errOut, "no init binary") || !strings.Contains(errOut, "--init-path") {
+		t.Errorf("run --init with no init binary: %v, stderr %q; want an error saying how to provide one", err, errOut)
+	}
+	removeAllContainers(t, &ctrEnv{d: d, c: c})
+
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d.Args = append(d.Args, "--init")
+	err = d.Start()
+	if err == nil || !strings.Contains(err.Error(), "needs an init binary") {
+		t.Errorf("berthd --init with no init binary started or failed otherwise: %v", err)
+	}
 }
