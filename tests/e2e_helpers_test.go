@@ -87,6 +87,8 @@ type Daemon struct {
 	LogPath  string
 	Args     []string // extra flags
 	Env      []string // extra environment
+	// CgroupParent is the daemon's --cgroup-parent, private to it.
+	CgroupParent string
 
 	t      testing.TB
 	cmd    *exec.Cmd
@@ -129,6 +131,10 @@ func StartDaemonEnv(t testing.TB, env []string, extra ...string) *Daemon {
 		t:        t,
 	}
 	d.Host = "unix://" + d.Socket
+	// Containers get their cgroups under a parent of this daemon's own,
+	// removed once the daemon and its containers are gone.
+	d.CgroupParent = "/" + filepath.Base(base)
+	t.Cleanup(func() { removeCgroupEverywhere(t, d.CgroupParent) })
 	t.Cleanup(func() {
 		d.Stop()
 		if t.Failed() {
@@ -156,6 +162,9 @@ func (d *Daemon) Start() error {
 		"--pidfile", filepath.Join(filepath.Dir(d.Socket), "berthd.pid"),
 		"--log-level", "debug",
 	}, d.Args...)
+	if d.CgroupParent != "" {
+		args = append([]string{"--cgroup-parent", d.CgroupParent}, args...)
+	}
 	cmd := exec.Command(d.Bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), d.Env...)
@@ -424,4 +433,28 @@ func tail(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// removeCgroupEverywhere removes the cgroup dir (and its empty children)
+// from every mounted hierarchy, failing t for what cannot be removed (a
+// process of a container the test left behind).
+func removeCgroupEverywhere(t testing.TB, dir string) {
+	t.Helper()
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	for _, root := range roots {
+		p := filepath.Join(root, dir)
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			continue
+		}
+		subs, _ := filepath.Glob(filepath.Join(p, "*", "cgroup.procs"))
+		for _, s := range subs {
+			if err := os.Remove(filepath.Dir(s)); err != nil {
+				t.Errorf("remove cgroup %s: %v", filepath.Dir(s), err)
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			t.Errorf("remove cgroup %s: %v", p, err)
+		}
+	}
 }

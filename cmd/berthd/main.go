@@ -71,6 +71,9 @@ type config struct {
 	// binary, else on PATH). dockerd's --init and --init-path.
 	Init     bool   `json:"init"`
 	InitPath string `json:"init-path"`
+	// CgroupParent is the cgroup under which containers get theirs
+	// unless they name one (dockerd's --cgroup-parent; default /berth).
+	CgroupParent string `json:"cgroup-parent"`
 }
 
 // runtimeConfig is one entry of the "runtimes" configuration.
@@ -119,6 +122,7 @@ func main() {
 	f.StringVar(&cfg.DefaultRuntime, "default-runtime", "berth-runtime", "OCI runtime of containers that name none")
 	f.BoolVar(&cfg.LiveRestore, "live-restore", true, "keep containers running while berthd is down (always on)")
 	f.BoolVar(&cfg.Init, "init", false, "run an init in containers to forward signals and reap processes (a container's --init=false turns it off)")
+	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "parent cgroup of containers that name none (default "+engine.DefaultCgroupParent+")")
 	f.StringVar(&cfg.InitPath, "init-path", "", "init binary for containers run with --init (default berth-init next to berthd, else on PATH)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berthd:", err)
@@ -166,6 +170,7 @@ func loadConfig(cmd *cobra.Command, path string, flags config) (config, error) {
 	set("default-runtime", func() { out.DefaultRuntime = flags.DefaultRuntime })
 	set("init", func() { out.Init = flags.Init })
 	set("init-path", func() { out.InitPath = flags.InitPath })
+	set("cgroup-parent", func() { out.CgroupParent = flags.CgroupParent })
 	out.AddRuntimes = flags.AddRuntimes
 	if out.DefaultRuntime == "" {
 		out.DefaultRuntime = flags.DefaultRuntime
@@ -318,6 +323,7 @@ func containerConfig(cfg config) (engine.ContainerConfig, error) {
 	}
 	cc.ShimBinary = besides("berth-shim") // empty: starting containers fails saying so
 	cc.DefaultInit = cfg.Init
+	cc.CgroupParent = cfg.CgroupParent
 	if cfg.InitPath != "" {
 		p, err := exec.LookPath(cfg.InitPath)
 		if err != nil {

@@ -1,0 +1,62 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestContainersCgroupParentAndAnonymousVolumes checks that a container's
+// cgroup is made under its --cgroup-parent, and that `-v /path` (which the
+// docker CLI sends as Config.Volumes, not as a bind) gives the container an
+// anonymous volume that rm -v removes.
+func TestContainersCgroupParentAndAnonymousVolumes(t *testing.T) {
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		parent := fmt.Sprintf("/berth-e2e-parent-%d", time.Now().UnixNano())
+		t.Cleanup(func() { removeCgroupEverywhere(t, parent) })
+		id := strings.TrimSpace(e.mustRun(t, "-d", "--cgroup-parent", parent, e.image, "sleep", "300"))
+		pid := e.inspect(t, id).State.Pid
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := parent + "/" + id
+		found := false
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.SplitN(line, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ",memory,") {
+				found = f[2] == want
+				if !found {
+					t.Errorf("memory cgroup of the container is %s, want %s", f[2], want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no memory cgroup %s in /proc/%d/cgroup:\n%s", want, pid, data)
+		}
+		e.c.Must(t, "rm", "-f", id)
+
+		out := e.mustRun(t, "--name", "anon", "-v", "/anon", e.image, "sh", "-c", "echo kept > /anon/f; grep -c ' /anon ' /proc/self/mountinfo")
+		if strings.TrimSpace(out) != "1" {
+			t.Errorf("-v /anon: /anon is not a mount in the container (mountinfo matches: %q)", out)
+		}
+		ins := e.inspect(t, "anon")
+		var vol string
+		for _, m := range ins.Mounts {
+			if m.Destination == "/anon" && m.Type == "volume" && m.RW {
+				vol = m.Name
+			}
+		}
+		if vol == "" {
+			t.Fatalf("-v /anon: no read-write volume mount at /anon in inspect: %+v", ins.Mounts)
+		}
+		if got := strings.TrimSpace(e.c.Must(t, "volume", "inspect", "-f", "{{.Name}}", vol)); got != vol {
+			t.Errorf("volume inspect %s gave %q", vol, got)
+		}
+		e.c.Must(t, "rm", "-v", "anon")
+		if _, _, err := e.c.Run("volume", "inspect", vol); err == nil {
+			t.Errorf("anonymous volume %s still exists after rm -v", vol)
+		}
+	})
+}
