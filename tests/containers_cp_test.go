@@ -134,6 +134,15 @@ func TestContainersCopyThroughMounts(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(named, "renamed.txt")); err != nil || string(b) != "copied in\n" {
 			t.Errorf("cp to a new name in the volume: %q %v", b, err)
 		}
+		// A file may not replace a directory (both CLIs send
+		// noOverwriteDirNonDir).
+		clash := writeFile(t, filepath.Join(t.TempDir(), "srv"), "not a directory\n")
+		if stderr := e.c.Fails(t, "cp", clash, "cpr:/"); !strings.Contains(stderr, "cannot overwrite directory") {
+			t.Errorf("cp of a file over the directory /srv: %q, want Docker's cannot overwrite directory error", stderr)
+		}
+		if got := e.c.Must(t, "exec", "cpr", "cat", "/srv/s"); got != "srv\n" {
+			t.Errorf("after the refused copy /srv/s reads %q", got)
+		}
 		if b, err := os.ReadFile(filepath.Join(hostDir, "in.txt")); err != nil || string(b) != "copied in\n" {
 			t.Errorf("cp into the bind mount: the host reads %q %v", b, err)
 		}

@@ -68,7 +68,14 @@ func (s *Server) containerExtract(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.eng.ContainerExtract(r.Context(), r.PathValue("id"), p, r.Body); err != nil {
+	var opts []engine.ExtractOpt
+	if boolValue(r, "noOverwriteDirNonDir") {
+		opts = append(opts, engine.WithNoOverwriteDirNonDir())
+	}
+	if boolValue(r, "copyUIDGID") {
+		opts = append(opts, engine.WithCopyUIDGID())
+	}
+	if err := s.eng.ContainerExtract(r.Context(), r.PathValue("id"), p, r.Body, opts...); err != nil {
 		writeError(w, err)
 		return
 	}
