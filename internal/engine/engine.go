@@ -1,10 +1,17 @@
-// Package engine is berthd's image engine: it orchestrates the content
-// store, the snapshotter, the registry client and the metadata database into
-// the operations of the Docker Engine API (pull, push, list, inspect, tag,
-// remove, prune, save, load, import, login). It owns the consistency rules
-// between those stores: an image record is written only after every blob and
-// snapshot it needs is complete, and removing an image garbage-collects the
-// blobs and snapshots nothing else references.
+// Package engine is berthd's engine behind the Docker Engine API.
+//
+// For images it orchestrates the content store, the snapshotter, the
+// registry client and the metadata database into pull, push, list, inspect,
+// tag, remove, prune, save, load, import and login. It owns the consistency
+// rules between those stores: an image record is written only after every
+// blob and snapshot it needs is complete, and removing an image
+// garbage-collects the blobs and snapshots nothing else references.
+//
+// For containers it owns the container records, volumes, restart policies,
+// health checks and events, and runs each container through its own
+// berth-shim (internal/shim), never through the runtime directly, so
+// containers outlive berthd and are adopted again when it starts (live
+// restore). docs/containers.md describes the lifecycle.
 package engine
 
 import (
