@@ -60,3 +60,23 @@ func TestContainersCgroupParentAndAnonymousVolumes(t *testing.T) {
 		}
 	})
 }
+
+// TestContainersInfoRuntimes checks that docker info shows the runtimes
+// containers may name, the default one and the init binary berthd found.
+func TestContainersInfoRuntimes(t *testing.T) {
+	RequireBinary(t, "berth-init")
+	d := StartDaemon(t, "--exec-root", shortExecRoot(t), "--add-runtime", "myrunc=/usr/bin/runc")
+	c := DockerCLIFor(t, d)
+	if got := strings.TrimSpace(c.Must(t, "info", "-f", "{{.DefaultRuntime}}")); got != "berth-runtime" {
+		t.Errorf("default runtime %q, want berth-runtime", got)
+	}
+	rts := c.Must(t, "info", "-f", "{{range $k, $v := .Runtimes}}{{$k}}={{$v.Path}} {{end}}")
+	for _, want := range []string{"berth-runtime=", "runc=", "myrunc=/usr/bin/runc"} {
+		if !strings.Contains(rts, want) {
+			t.Errorf("runtimes %q lack %q", rts, want)
+		}
+	}
+	if got := strings.TrimSpace(c.Must(t, "info", "-f", "{{.InitBinary}}")); !strings.HasSuffix(got, "/berth-init") {
+		t.Errorf("init binary %q, want the path of berth-init", got)
+	}
+}

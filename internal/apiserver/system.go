@@ -154,6 +154,11 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 			cfg.IndexConfigs[c] = &registry.IndexInfo{Name: c, Mirrors: []string{}, Secure: false}
 		}
 	}
+	rs := s.eng.RuntimeSettings()
+	if rs.DefaultRuntime == "" { // containers not enabled
+		rs.DefaultRuntime = "berth-runtime"
+		rs.Runtimes = map[string]string{"berth-runtime": "berth-runtime"}
+	}
 	info := system.Info{
 		ID:                 s.id.ID,
 		Name:               s.id.Name,
@@ -188,14 +193,17 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		HTTPSProxy:         os.Getenv("HTTPS_PROXY"),
 		NoProxy:            os.Getenv("NO_PROXY"),
 		ServerVersion:      s.id.ServerVersion,
-		Runtimes:           map[string]system.RuntimeWithStatus{"berth-runtime": {Runtime: system.Runtime{Path: "berth-runtime"}}},
-		DefaultRuntime:     "berth-runtime",
-		InitBinary:         "",
+		Runtimes:           map[string]system.RuntimeWithStatus{},
+		DefaultRuntime:     rs.DefaultRuntime,
+		InitBinary:         rs.InitPath,
 		SecurityOptions:    []string{"name=seccomp,profile=builtin"},
 		Labels:             []string{},
 		CDISpecDirs:        []string{},
 		Warnings:           []string{},
 		Swarm:              swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
+	}
+	for name, path := range rs.Runtimes {
+		info.Runtimes[name] = system.RuntimeWithStatus{Runtime: system.Runtime{Path: path}}
 	}
 	writeJSON(w, http.StatusOK, info)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,6 +228,32 @@ func (e *Engine) EnableContainers(ctx context.Context, cfg ContainerConfig) erro
 		return err
 	}
 	return nil
+}
+
+// RuntimeSettings is what `docker info` shows of how containers run.
+type RuntimeSettings struct {
+	// Runtimes maps each runtime name to its executable.
+	Runtimes       map[string]string
+	DefaultRuntime string
+	// InitPath is the init binary (empty: none found); DefaultInit says
+	// containers run under it unless they say otherwise.
+	InitPath    string
+	DefaultInit bool
+}
+
+// RuntimeSettings reports the runtimes and the init the engine runs
+// containers with (zero before EnableContainers).
+func (e *Engine) RuntimeSettings() RuntimeSettings {
+	cs, err := e.ctrs()
+	if err != nil {
+		return RuntimeSettings{}
+	}
+	return RuntimeSettings{
+		Runtimes:       maps.Clone(cs.cfg.Runtimes),
+		DefaultRuntime: cs.cfg.DefaultRuntime,
+		InitPath:       cs.cfg.InitPath,
+		DefaultInit:    cs.cfg.DefaultInit,
+	}
 }
 
 // hostFacts gathers what specgen needs to know about this host.
