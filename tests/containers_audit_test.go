@@ -493,7 +493,21 @@ func TestContainersAuditTTY(t *testing.T) {
 		p.waitOutput(t, "up-9")
 		p.send(t, "\x03")
 		p.send(t, "echo alive-$((4*4))\r")
-		p.waitOutput(t, "alive-16")
+		// The shell in the container takes Ctrl-C and goes on; the client
+		// ending here means the interrupt ended the shell or the client.
+		var exited error
+		waitFor(t, "alive-16 on the terminal", func() bool {
+			select {
+			case err := <-p.done:
+				exited = fmt.Errorf("client ended: %v", err)
+				return true
+			default:
+				return strings.Contains(p.output(), "alive-16")
+			}
+		})
+		if exited != nil {
+			t.Fatalf("Ctrl-C under -it: %v; terminal:\n%s", exited, p.output())
+		}
 		if err := setWinsize(p, 40, 120); err != nil {
 			t.Fatal(err)
 		}
@@ -650,7 +664,9 @@ func TestContainersAuditPaused(t *testing.T) {
 	if _, errOut, err := c.Run("start", "frozen"); err == nil || !strings.Contains(errOut, "cannot start a paused container, try unpause instead") {
 		t.Errorf("start of a paused container: %v %q", err, errOut)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A kill that does not thaw the container never sees it exit: the
+	// deadline tells that hang from an answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := cl.ContainerKill(ctx, "frozen", client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		t.Fatalf("kill of a paused container: %v", err)
