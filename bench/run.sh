@@ -22,7 +22,8 @@
 # no iptables; podman with vfs, cgroupfs, the file events backend and runc
 # (its default crun refuses this host's hybrid cgroup layout). With
 # --write-docs the results and this exact command go to
-# docs/benchmarks-run.md. Needs root. Everything the script starts is ended
+# docs/benchmarks-run.md (its hand-written analysis, from the heading "Where
+# the time goes" on, is kept). Needs root. Everything the script starts is ended
 # by PID, and the mounts and cgroups its containers leave are removed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -286,6 +287,9 @@ echo "load before: $load_start"
 echo "load after:  $load_end"
 
 if [ "$write_docs" = 1 ]; then
+  # The analysis from "## Where the time goes" on is written by hand: kept.
+  analysis=""
+  [ -f "$repo/docs/benchmarks-run.md" ] && analysis=$(sed -n '/^## Where the time goes/,$p' "$repo/docs/benchmarks-run.md")
   podman_runtime=$(P info --format '{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Version}}' 2>/dev/null | head -n1)
   {
     cat <<EOF
@@ -349,6 +353,10 @@ $goals
 - The timed runs of all three engines share the same two cores and the same
   file system (the directory under /run is on the root disk, not a tmpfs).
 EOF
+    if [ -n "$analysis" ]; then
+      echo
+      echo "$analysis"
+    fi
   } >"$repo/docs/benchmarks-run.md"
   log "wrote docs/benchmarks-run.md"
 fi
