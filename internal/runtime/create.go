@@ -249,7 +249,7 @@ func (l *launch) run(ctx context.Context) error {
 	}
 	var tasks []*os.File
 	var cgDir *os.File
-	if l.cg != nil {
+	if l.cg != nil && !l.cgSkip {
 		tasks, cgDir = l.cg.JoinFiles()
 		defer func() {
 			for _, f := range tasks {
