@@ -288,7 +288,10 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.eng.ContainerAttach(ctx, id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
 		s.log.Debug("attach ended", "id", id, "err", err)
-		if !tty {
+		// A container removed before it ran (its start failed, and it
+		// was to be removed) ends the stream quietly, as Docker's: the
+		// client has the start's error to show.
+		if !tty && !errdefs.IsNotFound(err) {
 			fmt.Fprintf(stderr, "Error: %v\n", err)
 		}
 	}
