@@ -355,6 +355,12 @@ func TestContainersAuditCommands(t *testing.T) {
 			t.Errorf("inspect -f over the typed container: %q", out)
 		}
 
+		// A --rm run whose start fails shows the start's error alone.
+		_, errOut, err := e.run("--rm", e.image, "/no/such/cmd")
+		if code := ctrExitCode(t, err); code != 127 || !strings.Contains(errOut, "/no/such/cmd") || strings.Contains(errOut, "was removed") {
+			t.Errorf("run --rm of a missing command: exit %d, stderr %q", code, errOut)
+		}
+
 		// ps: docker's columns, sizes, filters.
 		header := columnGap.Split(Lines(e.c.Must(t, "ps"))[0], -1)
 		if strings.Join(header, "|") != "CONTAINER ID|IMAGE|COMMAND|CREATED|STATUS|PORTS|NAMES" {
