@@ -339,7 +339,9 @@ func (c *cli) renameCommand() *cobra.Command {
 				return err
 			}
 			if _, err := api.ContainerRename(ctx, args[0], client.ContainerRenameOptions{NewName: args[1]}); err != nil {
-				return fmt.Errorf("rename %s to %s: %w", args[0], args[1], err)
+				// As docker's: the daemon's answer, then what failed.
+				fmt.Fprintln(c.errw, err)
+				return statusError{code: 1, msg: "Error: failed to rename container named " + args[0]}
 			}
 			return nil
 		},
