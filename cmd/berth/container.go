@@ -858,7 +858,7 @@ func (c *cli) objectInspectCommand(kind, short string) *cobra.Command {
 				return err
 			}
 			if len(errs) > 0 {
-				return statusError{code: 1, msg: "Error: " + strings.Join(errs, "\nError: ")}
+				return statusError{code: 1, msg: strings.Join(errs, "\n")}
 			}
 			return nil
 		},
@@ -904,5 +904,5 @@ func inspectObject(ctx context.Context, api *client.Client, typ, name string, si
 		}
 	}
 	// Nothing of any type by that name: docker's words for it.
-	return inspected{}, fmt.Errorf("No such object: %s", name) //nolint:staticcheck // docker's message, capitalized
+	return inspected{}, fmt.Errorf("Error: No such object: %s", name) //nolint:staticcheck // docker's message, capitalized
 }

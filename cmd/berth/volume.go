@@ -152,7 +152,7 @@ func (c *cli) volumeInspectCommand() *cobra.Command {
 				return err
 			}
 			if len(errs) > 0 {
-				return statusError{code: 1, msg: "Error: " + strings.Join(errs, "\nError: ")}
+				return statusError{code: 1, msg: strings.Join(errs, "\n")}
 			}
 			return nil
 		},
