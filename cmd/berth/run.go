@@ -1,14 +1,20 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +24,9 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/cli/opts"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -52,7 +60,24 @@ type runOptions struct {
 	healthStartInterval                                   time.Duration
 	healthRetries                                         int
 	noHealthcheck                                         bool
-	flags                                                 *pflag.FlagSet
+
+	// Flags docker accepts that the daemon decides about.
+	cgroupParent, cidfile, cpusetMems, ip, ip6, isolation string
+	logDriver, macAddress, userns, volumeDriver           string
+	annotations                                           *opts.MapOpts
+	blkioWeightDevice                                     opts.WeightdeviceOpt
+	deviceReadBps, deviceReadIOps                         opts.ThrottledeviceOpt
+	deviceWriteBps, deviceWriteIOps                       opts.ThrottledeviceOpt
+	deviceCgroupRules, expose, links, linkLocalIPs        opts.ListOpts
+	logOpts, aliases, storageOpts, volumesFrom            opts.ListOpts
+	gpus                                                  opts.GpuOpts
+	ioMaxBandwidth, kernelMemory                          opts.MemBytes
+	ioMaxIOps                                             uint64
+	cpuCount, cpuPercent, cpuRtPeriod, cpuRtRuntime       int64
+	memorySwappiness                                      int64
+	quiet, useAPISocket, disableContentTrust              bool
+
+	flags *pflag.FlagSet
 }
 
 func newRunOptions() *runOptions {
@@ -75,6 +100,20 @@ func newRunOptions() *runOptions {
 	o.dnsOpts = opts.NewListOpts(nil)
 	o.attach = opts.NewListOpts(validateStream)
 	o.publish = opts.NewListOpts(nil)
+	o.annotations = opts.NewMapOpts(nil, nil)
+	o.blkioWeightDevice = opts.NewWeightdeviceOpt(opts.ValidateWeightDevice)
+	o.deviceReadBps = opts.NewThrottledeviceOpt(opts.ValidateThrottleBpsDevice)
+	o.deviceReadIOps = opts.NewThrottledeviceOpt(opts.ValidateThrottleIOpsDevice)
+	o.deviceWriteBps = opts.NewThrottledeviceOpt(opts.ValidateThrottleBpsDevice)
+	o.deviceWriteIOps = opts.NewThrottledeviceOpt(opts.ValidateThrottleIOpsDevice)
+	o.deviceCgroupRules = opts.NewListOpts(validateDeviceCgroupRule)
+	o.expose = opts.NewListOpts(nil)
+	o.links = opts.NewListOpts(opts.ValidateLink)
+	o.linkLocalIPs = opts.NewListOpts(nil)
+	o.logOpts = opts.NewListOpts(nil)
+	o.aliases = opts.NewListOpts(nil)
+	o.storageOpts = opts.NewListOpts(nil)
+	o.volumesFrom = opts.NewListOpts(nil)
 	return o
 }
 
@@ -84,6 +123,17 @@ func validateStream(s string) (string, error) {
 		return strings.ToLower(s), nil
 	}
 	return "", fmt.Errorf("valid streams are STDIN, STDOUT and STDERR, not %q", s)
+}
+
+// deviceCgroupRule is docker's --device-cgroup-rule syntax: type
+// major:minor access.
+var deviceCgroupRule = regexp.MustCompile(`^[acb] ([0-9]+|\*):([0-9]+|\*) [rwm]{1,3}$`)
+
+func validateDeviceCgroupRule(s string) (string, error) {
+	if deviceCgroupRule.MatchString(s) {
+		return s, nil
+	}
+	return s, fmt.Errorf("invalid device cgroup format '%s'", s)
 }
 
 // addFlags registers docker's create flags (run adds -d, --rm is shared).
@@ -159,6 +209,47 @@ func (o *runOptions) addFlags(fl *pflag.FlagSet, run bool) {
 	fl.DurationVar(&o.healthStartInterval, "health-start-interval", 0, "time between running the check during the start period (ms|s|m|h)")
 	fl.IntVar(&o.healthRetries, "health-retries", 0, "consecutive failures needed to report unhealthy")
 	fl.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "disable any container-specified HEALTHCHECK")
+	fl.Var(&o.dnsOpts, "dns-opt", "set DNS options")
+	_ = fl.MarkHidden("dns-opt")
+
+	fl.Var(o.annotations, "annotation", "add an annotation to the container (passed through to the OCI runtime)")
+	fl.Var(&o.blkioWeightDevice, "blkio-weight-device", "block IO weight (relative device weight)")
+	fl.StringVar(&o.cgroupParent, "cgroup-parent", "", "optional parent cgroup for the container")
+	fl.StringVar(&o.cidfile, "cidfile", "", "write the container ID to the file")
+	fl.Int64Var(&o.cpuCount, "cpu-count", 0, "CPU count (Windows only)")
+	fl.Int64Var(&o.cpuPercent, "cpu-percent", 0, "CPU percent (Windows only)")
+	fl.Int64Var(&o.cpuRtPeriod, "cpu-rt-period", 0, "limit CPU real-time period in microseconds")
+	fl.Int64Var(&o.cpuRtRuntime, "cpu-rt-runtime", 0, "limit CPU real-time runtime in microseconds")
+	fl.StringVar(&o.cpusetMems, "cpuset-mems", "", "MEMs in which to allow execution (0-3, 0,1)")
+	fl.Var(&o.deviceCgroupRules, "device-cgroup-rule", "add a rule to the cgroup allowed devices list")
+	fl.Var(&o.deviceReadBps, "device-read-bps", "limit read rate (bytes per second) from a device")
+	fl.Var(&o.deviceReadIOps, "device-read-iops", "limit read rate (IO per second) from a device")
+	fl.Var(&o.deviceWriteBps, "device-write-bps", "limit write rate (bytes per second) to a device")
+	fl.Var(&o.deviceWriteIOps, "device-write-iops", "limit write rate (IO per second) to a device")
+	fl.BoolVar(&o.disableContentTrust, "disable-content-trust", true, "skip image verification")
+	fl.Var(&o.expose, "expose", "expose a port or a range of ports")
+	fl.Var(&o.gpus, "gpus", "GPU devices to add to the container ('all' to pass all GPUs)")
+	fl.Var(&o.ioMaxBandwidth, "io-maxbandwidth", "maximum IO bandwidth limit for the system drive (Windows only)")
+	fl.Uint64Var(&o.ioMaxIOps, "io-maxiops", 0, "maximum IOps limit for the system drive (Windows only)")
+	fl.StringVar(&o.ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	fl.StringVar(&o.ip6, "ip6", "", "IPv6 address (e.g., 2001:db8::33)")
+	fl.StringVar(&o.isolation, "isolation", "", "container isolation technology")
+	fl.Var(&o.kernelMemory, "kernel-memory", "kernel memory limit")
+	fl.Var(&o.links, "link", "add link to another container")
+	fl.Var(&o.linkLocalIPs, "link-local-ip", "container IPv4/IPv6 link-local addresses")
+	fl.StringVar(&o.logDriver, "log-driver", "", "logging driver for the container")
+	fl.Var(&o.logOpts, "log-opt", "log driver options")
+	fl.StringVar(&o.macAddress, "mac-address", "", "container MAC address (e.g., 92:d0:c6:0a:29:33)")
+	fl.Int64Var(&o.memorySwappiness, "memory-swappiness", -1, "tune container memory swappiness (0 to 100)")
+	fl.Var(&o.aliases, "network-alias", "add network-scoped alias for the container")
+	fl.Var(&o.aliases, "net-alias", "add network-scoped alias for the container")
+	_ = fl.MarkHidden("net-alias")
+	fl.BoolVarP(&o.quiet, "quiet", "q", false, "suppress the pull output")
+	fl.Var(&o.storageOpts, "storage-opt", "storage driver options for the container")
+	fl.BoolVar(&o.useAPISocket, "use-api-socket", false, "bind mount Docker API socket and required auth")
+	fl.StringVar(&o.userns, "userns", "", "user namespace to use")
+	fl.StringVar(&o.volumeDriver, "volume-driver", "", "optional volume driver for the container")
+	fl.Var(&o.volumesFrom, "volumes-from", "mount volumes from the specified container(s)")
 	if run {
 		fl.BoolVarP(&o.detach, "detach", "d", false, "run container in background and print container ID")
 		fl.StringVar(&o.detachKeys, "detach-keys", "", "override the key sequence for detaching a container")
@@ -171,6 +262,8 @@ type createRequest struct {
 	config     *container.Config
 	hostConfig *container.HostConfig
 	networking *network.NetworkingConfig
+	// warnings are printed before the container is created.
+	warnings []string
 }
 
 // toConfig turns the flags, the image and the command into a create
@@ -286,6 +379,51 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 		}
 	}
 
+	if o.macAddress != "" {
+		if _, err := net.ParseMAC(strings.TrimSpace(o.macAddress)); err != nil {
+			return nil, fmt.Errorf("%s is not a valid mac address", o.macAddress)
+		}
+	}
+	if s := o.memorySwappiness; s != -1 && (s < 0 || s > 100) {
+		return nil, fmt.Errorf("invalid value: %d. Valid memory swappiness range is 0-100", s)
+	}
+	if !container.UsernsMode(o.userns).Valid() {
+		return nil, errors.New("--userns: invalid USER mode")
+	}
+	if o.logDriver == "none" && o.logOpts.Len() > 0 {
+		return nil, fmt.Errorf("invalid logging opts for driver %s", o.logDriver)
+	}
+	logOpts := opts.ConvertKVStringsToMap(o.logOpts.GetSlice())
+	storageOpts := map[string]string{}
+	for _, so := range o.storageOpts.GetSlice() {
+		k, v, ok := strings.Cut(so, "=")
+		if !ok {
+			return nil, fmt.Errorf("invalid storage option %q: want key=value", so)
+		}
+		storageOpts[k] = v
+	}
+	exposed := network.PortSet{}
+	for _, e := range o.expose.GetSlice() {
+		pr, err := network.ParsePortRange(e)
+		if err != nil {
+			return nil, fmt.Errorf("invalid range format for --expose: %w", err)
+		}
+		for p := range pr.All() {
+			exposed[p] = struct{}{}
+		}
+	}
+	if !o.disableContentTrust {
+		return nil, errors.New("content trust (--disable-content-trust=false) is not supported by berth: images are verified by digest only")
+	}
+	var warnings []string
+	if changed("kernel-memory") {
+		warnings = append(warnings, "--kernel-memory is deprecated and no longer supported by the kernel: the limit is ignored")
+	}
+	endpoints, err := o.endpoints()
+	if err != nil {
+		return nil, err
+	}
+
 	attach := map[string]bool{}
 	for _, s := range o.attach.GetSlice() {
 		attach[s] = true
@@ -309,6 +447,9 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 		StopSignal:  o.stopSignal,
 		Healthcheck: health,
 	}
+	if len(exposed) > 0 {
+		cfg.ExposedPorts = exposed
+	}
 	if !o.detach {
 		if len(attach) == 0 {
 			cfg.AttachStdout, cfg.AttachStderr = true, true
@@ -328,40 +469,64 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 		cfg.NetworkDisabled = true
 	}
 	hc := &container.HostConfig{
-		Binds:          binds,
-		NetworkMode:    container.NetworkMode(o.network),
-		RestartPolicy:  restart,
-		AutoRemove:     o.rm,
-		CapAdd:         o.capAdd.GetSlice(),
-		CapDrop:        o.capDrop.GetSlice(),
-		CgroupnsMode:   container.CgroupnsMode(o.cgroupns),
-		DNS:            dns,
-		DNSOptions:     o.dnsOpts.GetSlice(),
-		DNSSearch:      o.dnsSearch.GetSlice(),
-		ExtraHosts:     o.addHosts.GetSlice(),
-		GroupAdd:       o.groupAdd.GetSlice(),
-		IpcMode:        container.IpcMode(o.ipc),
-		PidMode:        container.PidMode(o.pid),
-		UTSMode:        container.UTSMode(o.uts),
-		OomScoreAdj:    o.oomScoreAdj,
-		Privileged:     o.privileged,
-		ReadonlyRootfs: o.readOnly,
-		SecurityOpt:    secOpts,
-		ShmSize:        o.shmSize.Value(),
-		Runtime:        o.runtime,
-		Mounts:         o.mounts.Value(),
+		Binds:           binds,
+		NetworkMode:     container.NetworkMode(o.network),
+		RestartPolicy:   restart,
+		AutoRemove:      o.rm,
+		CapAdd:          o.capAdd.GetSlice(),
+		CapDrop:         o.capDrop.GetSlice(),
+		CgroupnsMode:    container.CgroupnsMode(o.cgroupns),
+		DNS:             dns,
+		DNSOptions:      o.dnsOpts.GetSlice(),
+		DNSSearch:       o.dnsSearch.GetSlice(),
+		ExtraHosts:      o.addHosts.GetSlice(),
+		GroupAdd:        o.groupAdd.GetSlice(),
+		IpcMode:         container.IpcMode(o.ipc),
+		PidMode:         container.PidMode(o.pid),
+		UTSMode:         container.UTSMode(o.uts),
+		OomScoreAdj:     o.oomScoreAdj,
+		Privileged:      o.privileged,
+		ReadonlyRootfs:  o.readOnly,
+		SecurityOpt:     secOpts,
+		ShmSize:         o.shmSize.Value(),
+		Runtime:         o.runtime,
+		Mounts:          o.mounts.Value(),
+		ContainerIDFile: o.cidfile,
+		Links:           o.links.GetSlice(),
+		VolumesFrom:     o.volumesFrom.GetSlice(),
+		UsernsMode:      container.UsernsMode(o.userns),
+		LogConfig:       container.LogConfig{Type: o.logDriver, Config: logOpts},
+		VolumeDriver:    o.volumeDriver,
+		Isolation:       container.Isolation(o.isolation),
+		Annotations:     o.annotations.GetAll(),
 		Resources: container.Resources{
-			Memory:            o.memory.Value(),
-			MemoryReservation: o.memoryReservation.Value(),
-			MemorySwap:        o.memorySwap.Value(),
-			NanoCPUs:          o.cpus.Value(),
-			CPUShares:         o.cpuShares,
-			CPUPeriod:         o.cpuPeriod,
-			CPUQuota:          o.cpuQuota,
-			CpusetCpus:        o.cpusetCPUs,
-			BlkioWeight:       o.blkioWeight,
-			Devices:           devices,
-			Ulimits:           o.ulimits.GetList(),
+			CgroupParent:         o.cgroupParent,
+			MemorySwappiness:     &o.memorySwappiness,
+			CPUCount:             o.cpuCount,
+			CPUPercent:           o.cpuPercent,
+			CpusetMems:           o.cpusetMems,
+			CPURealtimePeriod:    o.cpuRtPeriod,
+			CPURealtimeRuntime:   o.cpuRtRuntime,
+			BlkioWeightDevice:    o.blkioWeightDevice.GetList(),
+			BlkioDeviceReadBps:   o.deviceReadBps.GetList(),
+			BlkioDeviceWriteBps:  o.deviceWriteBps.GetList(),
+			BlkioDeviceReadIOps:  o.deviceReadIOps.GetList(),
+			BlkioDeviceWriteIOps: o.deviceWriteIOps.GetList(),
+			IOMaximumIOps:        o.ioMaxIOps,
+			IOMaximumBandwidth:   uint64(o.ioMaxBandwidth),
+			DeviceCgroupRules:    o.deviceCgroupRules.GetSlice(),
+			DeviceRequests:       o.gpus.Value(),
+			Memory:               o.memory.Value(),
+			MemoryReservation:    o.memoryReservation.Value(),
+			MemorySwap:           o.memorySwap.Value(),
+			NanoCPUs:             o.cpus.Value(),
+			CPUShares:            o.cpuShares,
+			CPUPeriod:            o.cpuPeriod,
+			CPUQuota:             o.cpuQuota,
+			CpusetCpus:           o.cpusetCPUs,
+			BlkioWeight:          o.blkioWeight,
+			Devices:              devices,
+			Ulimits:              o.ulimits.GetList(),
 		},
 	}
 	if len(tmpfs) > 0 {
@@ -369,6 +534,9 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 	}
 	if len(sysctls) > 0 {
 		hc.Sysctls = sysctls
+	}
+	if len(storageOpts) > 0 {
+		hc.StorageOpt = storageOpts
 	}
 	if changed("pids-limit") {
 		p := o.pidsLimit
@@ -387,7 +555,68 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 			hc.ConsoleSize = [2]uint{uint(h), uint(w)}
 		}
 	}
-	return &createRequest{config: cfg, hostConfig: hc, networking: &network.NetworkingConfig{}}, nil
+	return &createRequest{config: cfg, hostConfig: hc, networking: &network.NetworkingConfig{EndpointsConfig: endpoints},
+		warnings: warnings}, nil
+}
+
+// endpoints builds the networking config as docker's CLI does: --ip,
+// --ip6, --link-local-ip, --mac-address, --network-alias (and --link on a
+// user-defined network) set the endpoint of the container's network; the
+// daemon decides whether it can honour them.
+func (o *runOptions) endpoints() (map[string]*network.EndpointSettings, error) {
+	target := o.network
+	if target == "" {
+		target = "default"
+	}
+	userDefined := container.NetworkMode(target).IsUserDefined()
+	ep := &network.EndpointSettings{}
+	if o.aliases.Len() > 0 {
+		if !userDefined {
+			return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+		}
+		ep.Aliases = o.aliases.GetSlice()
+	}
+	if userDefined && o.links.Len() > 0 {
+		ep.Links = o.links.GetSlice()
+	}
+	ipam := &network.EndpointIPAMConfig{}
+	if o.ip != "" {
+		a, err := netip.ParseAddr(strings.TrimSpace(o.ip))
+		if err != nil || !a.Unmap().Is4() {
+			return nil, fmt.Errorf("invalid argument %q for \"--ip\" flag: not an IPv4 address", o.ip)
+		}
+		ipam.IPv4Address = a.Unmap()
+	}
+	if o.ip6 != "" {
+		a, err := netip.ParseAddr(strings.TrimSpace(o.ip6))
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--ip6\" flag: %w", o.ip6, err)
+		}
+		ipam.IPv6Address = a
+	}
+	for _, s := range o.linkLocalIPs.GetSlice() {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--link-local-ip\" flag: %w", s, err)
+		}
+		ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
+	}
+	if ipam.IPv4Address.IsValid() || ipam.IPv6Address.IsValid() || len(ipam.LinkLocalIPs) > 0 {
+		ep.IPAMConfig = ipam
+	}
+	if o.macAddress != "" {
+		ma, err := net.ParseMAC(strings.TrimSpace(o.macAddress))
+		if err != nil {
+			return nil, fmt.Errorf("%s is not a valid mac address", o.macAddress)
+		}
+		ep.MacAddress = network.HardwareAddr(ma)
+	}
+	// Without --network, docker always names the default endpoint; with
+	// one, it leaves an endpoint without options out.
+	if o.network != "" && ep.Aliases == nil && ep.Links == nil && ep.IPAMConfig == nil && ep.MacAddress == nil {
+		return map[string]*network.EndpointSettings{}, nil
+	}
+	return map[string]*network.EndpointSettings{target: ep}, nil
 }
 
 // parseRestart parses --restart no|on-failure[:N]|always|unless-stopped.
@@ -497,7 +726,40 @@ func startError(err error) error {
 
 // createContainer creates the container, pulling its image first when the
 // daemon does not have it (progress on stderr, as docker does).
-func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOptions, req *createRequest) (string, error) {
+func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOptions, req *createRequest) (id string, err error) {
+	for _, w := range req.warnings {
+		fmt.Fprintln(c.errw, "WARNING:", w)
+	}
+	// --cidfile: refused when the file exists (another container may own
+	// it); created now, removed again unless the ID was written.
+	if path := req.hostConfig.ContainerIDFile; path != "" {
+		if _, err := os.Stat(path); err == nil {
+			return "", errors.New("container ID file found, make sure the other container isn't running or delete " + path)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return "", fmt.Errorf("failed to create the container ID file: %w", err)
+		}
+		defer func() {
+			if err == nil {
+				if _, werr := f.WriteString(id); werr != nil {
+					err = fmt.Errorf("failed to write the container ID (%s) to file: %w", id, werr)
+				}
+			}
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("close the container ID file %s: %w", path, cerr)
+			}
+			if err != nil {
+				_ = os.Remove(path)
+			}
+		}()
+	}
+	var creds map[string]registry.AuthConfig
+	if o.useAPISocket {
+		if creds, err = c.apiSocket(req); err != nil {
+			return "", err
+		}
+	}
 	create := func() (client.ContainerCreateResult, error) {
 		opt := client.ContainerCreateOptions{Config: req.config, HostConfig: req.hostConfig,
 			NetworkingConfig: req.networking, Name: o.name}
@@ -528,6 +790,9 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 		}
 		defer resp.Close()
 		errOut := &cli{out: c.errw}
+		if o.quiet {
+			errOut.out = io.Discard
+		}
 		return errOut.display(resp, nil)
 	}
 	switch o.pull {
@@ -541,7 +806,9 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 	}
 	res, err := create()
 	if err != nil && cerrdefs.IsNotFound(err) && o.pull != "never" && strings.Contains(strings.ToLower(err.Error()), "image") {
-		fmt.Fprintf(c.errw, "Unable to find image '%s' locally\n", req.config.Image)
+		if !o.quiet {
+			fmt.Fprintf(c.errw, "Unable to find image '%s' locally\n", req.config.Image)
+		}
 		if perr := pull(); perr != nil {
 			return "", perr
 		}
@@ -550,10 +817,93 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 	if err != nil {
 		return "", err
 	}
+	if len(creds) > 0 {
+		if err := copyAPIConfig(ctx, api, res.ID, creds); err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("injecting docker config.json into container failed: %v", err))
+		}
+	}
 	for _, w := range res.Warnings {
 		fmt.Fprintln(c.errw, "WARNING:", w)
 	}
 	return res.ID, nil
+}
+
+// apiConfigPath is where --use-api-socket puts the client's credentials
+// in the container (docker's path; DOCKER_CONFIG points at its directory).
+const apiConfigPath = "/run/secrets/docker/config.json"
+
+// apiSocket adds what --use-api-socket asks for, as docker's CLI does: the
+// daemon's socket bound at /var/run/docker.sock and, unless DOCKER_CONFIG
+// is set for the container, the client's registry credentials (returned,
+// copied in once the container exists).
+func (c *cli) apiSocket(req *createRequest) (map[string]registry.AuthConfig, error) {
+	host, _ := c.daemonHost()
+	sock, ok := strings.CutPrefix(host, "unix://")
+	if !ok && strings.HasPrefix(host, "/") {
+		sock, ok = host, true
+	}
+	if !ok {
+		return nil, fmt.Errorf("--use-api-socket needs the daemon on a unix socket, not %s", host)
+	}
+	req.hostConfig.Mounts = append(req.hostConfig.Mounts, mount.Mount{Type: mount.TypeBind, Source: sock,
+		Target: "/var/run/docker.sock", BindOptions: &mount.BindOptions{}})
+	for _, e := range req.config.Env {
+		if strings.HasPrefix(e, "DOCKER_CONFIG=") {
+			return nil, nil
+		}
+	}
+	cf, err := loadConfig()
+	if err != nil {
+		return nil, fmt.Errorf("resolving credentials failed: %w", err)
+	}
+	all, err := cf.GetAllCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("resolving credentials failed: %w", err)
+	}
+	creds := map[string]registry.AuthConfig{}
+	for k, ac := range all {
+		creds[k] = registry.AuthConfig{Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
+			ServerAddress: ac.ServerAddress, IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}
+	}
+	if len(creds) > 0 {
+		req.config.Env = append(req.config.Env, "DOCKER_CONFIG="+path.Dir(apiConfigPath))
+	}
+	return creds, nil
+}
+
+// copyAPIConfig writes a config.json holding creds into the container at
+// apiConfigPath.
+func copyAPIConfig(ctx context.Context, api *client.Client, id string, creds map[string]registry.AuthConfig) error {
+	type authEntry struct {
+		Auth          string `json:"auth,omitempty"`
+		IdentityToken string `json:"identitytoken,omitempty"`
+		RegistryToken string `json:"registrytoken,omitempty"`
+	}
+	auths := map[string]authEntry{}
+	for k, ac := range creds {
+		e := authEntry{IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}
+		if ac.Username != "" || ac.Password != "" {
+			e.Auth = base64.StdEncoding.EncodeToString([]byte(ac.Username + ":" + ac.Password))
+		}
+		auths[k] = e
+	}
+	data, err := json.MarshalIndent(map[string]any{"auths": auths}, "", "\t")
+	if err != nil {
+		return fmt.Errorf("encode credentials: %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: apiConfigPath, Size: int64(len(data)), Mode: 0o600, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	_, err = api.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf})
+	return err
 }
 
 func (c *cli) createCommand() *cobra.Command {

@@ -77,6 +77,11 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.InvalidArgument(fmt.Errorf("config cannot be empty in order to create a container")))
 		return
 	}
+	warnings, err := engine.CheckCreate(req.Config, req.HostConfig, req.NetworkingConfig)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	id, err := s.eng.ContainerCreate(r.Context(), engine.CreateOptions{
 		Name: r.URL.Query().Get("name"), Config: req.Config, HostConfig: req.HostConfig,
 	})
@@ -84,7 +89,10 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: id, Warnings: []string{}})
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: id, Warnings: warnings})
 }
 
 func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {

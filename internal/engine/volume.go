@@ -50,6 +50,8 @@ type ctrMount struct {
 	Propagation mount.Propagation `json:",omitempty"`
 	Anonymous   bool              `json:",omitempty"`
 	NoCopy      bool              `json:",omitempty"`
+	// From is the container a --volumes-from mount was copied from.
+	From string `json:",omitempty"`
 }
 
 var volumeLock sync.Mutex // serialises volume create/remove against use
@@ -290,6 +292,10 @@ func (e *Engine) planMounts(hc *container.HostConfig, imageVolumes map[string]st
 	if err != nil {
 		return nil, errdefs.InvalidArgument(err)
 	}
+	from, err := e.volumesFrom(hc.VolumesFrom)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range hc.Mounts {
 		// --mount binds, unlike -v ones, need their source: Docker checks
 		// it at create, so the error names the mount rather than failing
@@ -333,6 +339,21 @@ func (e *Engine) planMounts(hc *container.HostConfig, imageVolumes map[string]st
 		}
 		out = append(out, cm)
 	}
+	// --volumes-from: the other containers' mounts, where the request's
+	// own mounts leave room, as Docker does.
+	for _, cm := range from {
+		d := filepath.Clean(cm.Destination)
+		if covered[d] {
+			continue
+		}
+		if cm.Type == mount.TypeVolume {
+			if _, err := e.readVolume(cm.Name); err != nil {
+				return nil, fmt.Errorf("volume %s of container %s: %w", cm.Name, cm.From, err)
+			}
+		}
+		covered[d] = true
+		out = append(out, cm)
+	}
 	var dests []string
 	for d := range imageVolumes {
 		dests = append(dests, d)
@@ -350,6 +371,51 @@ func (e *Engine) planMounts(hc *container.HostConfig, imageVolumes map[string]st
 		out = append(out, ctrMount{Type: mount.TypeVolume, Name: m.Name, Anonymous: true, Destination: d, RW: true, Source: filepath.Join(e.volumeDir(m.Name), "_data")})
 	}
 	ok = true
+	return out, nil
+}
+
+// volumesFrom returns the mounts --volumes-from copies from each container
+// named (container[:ro|rw]): its volumes and bind mounts, read-only where
+// they were or where ro is asked. A later container's mount at the same
+// destination replaces an earlier one's.
+func (e *Engine) volumesFrom(refs []string) ([]ctrMount, error) {
+	var out []ctrMount
+	at := map[string]int{}
+	for _, s := range refs {
+		ref, rw, err := parseVolumesFrom(s)
+		if err != nil {
+			return nil, err
+		}
+		_, c, err := e.lookup(ref)
+		if err != nil {
+			return nil, fmt.Errorf("volumes-from %s: %w", ref, err)
+		}
+		c.mu.Lock()
+		mounts := append([]ctrMount(nil), c.rec.Mounts...)
+		id := c.rec.ID
+		c.mu.Unlock()
+		for _, m := range mounts {
+			if m.Type != mount.TypeVolume && m.Type != mount.TypeBind {
+				continue
+			}
+			m.RW = m.RW && rw
+			m.Mode = ""
+			if !m.RW {
+				m.Mode = "ro"
+			}
+			// The volume belongs to the other container: removing this
+			// one with -v never removes it.
+			m.Anonymous = false
+			m.From = id
+			d := filepath.Clean(m.Destination)
+			if i, ok := at[d]; ok {
+				out[i] = m
+				continue
+			}
+			at[d] = len(out)
+			out = append(out, m)
+		}
+	}
 	return out, nil
 }
 
@@ -382,6 +448,19 @@ func (e *Engine) containerVolumes(ctx context.Context, c *ctr) ([]specgen.Mount,
 	volumeLock.Lock()
 	defer volumeLock.Unlock()
 	for _, m := range c.rec.Mounts {
+		if m.Type == mount.TypeBind && m.From != "" {
+			// A bind mount copied by --volumes-from: specgen knows only
+			// the request's own binds.
+			opts := []string{"rbind", "ro"}
+			if m.RW {
+				opts[1] = "rw"
+			}
+			if m.Propagation != "" {
+				opts = append(opts, string(m.Propagation))
+			}
+			out = append(out, specgen.Mount{Source: m.Source, Destination: m.Destination, Type: "bind", Options: opts})
+			continue
+		}
 		if m.Type != mount.TypeVolume {
 			continue
 		}
