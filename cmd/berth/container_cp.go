@@ -54,7 +54,7 @@ func (c *cli) cpCommand() *cobra.Command {
 			if srcCtr != "" {
 				res, err := api.CopyFromContainer(ctx, srcCtr, client.CopyFromContainerOptions{SourcePath: src})
 				if err != nil {
-					return fmt.Errorf("copy %s from %s: %w", src, srcCtr, err)
+					return err // the daemon's answer names the path, as docker prints it
 				}
 				defer res.Content.Close()
 				if dst == "-" {
@@ -93,7 +93,7 @@ func (c *cli) cpCommand() *cobra.Command {
 			}
 			_, err = api.CopyToContainer(ctx, dstCtr, client.CopyToContainerOptions{DestinationPath: dir, Content: content, CopyUIDGID: archive})
 			if err != nil {
-				return fmt.Errorf("copy to %s:%s: %w", dstCtr, dst, err)
+				return err
 			}
 			if !quiet && src != "-" && c.outIsTerminal() {
 				fmt.Fprintf(c.errw, "Successfully copied %s to %s:%s\n", src, dstCtr, dst)
