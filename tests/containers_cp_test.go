@@ -81,11 +81,7 @@ func TestContainersCopyThroughMounts(t *testing.T) {
 		mustCpRead(t, e, "cpr:/ro/n", "named\n")
 		// A directory holding mount points, with what is mounted there.
 		out := filepath.Join(t.TempDir(), "root")
-		rootSrc := "cpr:/"
-		if e.c.Name != "docker" {
-			rootSrc = "cpr:/." // berth cp does not yet take Docker's "/"-rooted archive of /
-		}
-		e.c.Must(t, "cp", rootSrc, out)
+		e.c.Must(t, "cp", "cpr:/", out)
 		for rel, want := range map[string]string{"named/n": "named\n", "anon/a": "anon\n", "bind/host.txt": "from the host\n", "tm/t": "tmp\n", "srv/s": "srv\n", "etc/shadow": "container-shadow\n"} {
 			if b, err := os.ReadFile(filepath.Join(out, rel)); err != nil || string(b) != want {
 				t.Errorf("cp cpr:/ %s: %q %v", rel, b, err)
@@ -111,9 +107,6 @@ func TestContainersCopyThroughMounts(t *testing.T) {
 		followLinks := func(what string) {
 			t.Helper()
 			for _, l := range []string{"abs", "rel", "hostlink", "up/etc/shadow"} {
-				if e.c.Name != "docker" && l != "up/etc/shadow" {
-					continue // berth cp -L follows local sources only
-				}
 				got, err := cpRead(t, e, "-L", "cpr:/named/"+l)
 				if strings.Contains(got, "HOST SECRET") || (err == nil && got != "container-shadow\n") {
 					t.Errorf("%s: cp -L cpr:/named/%s read %q (%v), want the container's /etc/shadow or an error", what, l, got, err)

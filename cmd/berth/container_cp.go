@@ -52,6 +52,24 @@ func (c *cli) cpCommand() *cobra.Command {
 				return err
 			}
 			if srcCtr != "" {
+				// -L: a link is replaced by what it points to in the
+				// container (the daemon resolves it), copied under the
+				// link's name as docker does.
+				rebase := ""
+				if follow {
+					st, err := api.ContainerStatPath(ctx, srcCtr, client.ContainerStatPathOptions{Path: src})
+					if err == nil && st.Stat.Mode&os.ModeSymlink != 0 && st.Stat.LinkTarget != "" {
+						target := st.Stat.LinkTarget
+						if !path.IsAbs(target) {
+							target = path.Join(path.Dir(path.Clean(src)), target)
+						}
+						rebase = path.Base(path.Clean(src))
+						if path.Base(target) == rebase {
+							rebase = ""
+						}
+						src = target
+					}
+				}
 				res, err := api.CopyFromContainer(ctx, srcCtr, client.CopyFromContainerOptions{SourcePath: src})
 				if err != nil {
 					return err // the daemon's answer names the path, as docker prints it
@@ -61,7 +79,7 @@ func (c *cli) cpCommand() *cobra.Command {
 					_, err := io.Copy(c.out, res.Content)
 					return err
 				}
-				return extractCopy(res.Content, res.Stat.Name, res.Stat.Mode.IsDir(), src, dst)
+				return extractCopy(res.Content, res.Stat.Name, res.Stat.Mode.IsDir(), src, dst, rebase)
 			}
 			// Into the container: where the archive lands and under what name.
 			var content io.Reader
@@ -74,6 +92,16 @@ func (c *cli) cpCommand() *cobra.Command {
 					return err
 				}
 				st, err := api.ContainerStatPath(ctx, dstCtr, client.ContainerStatPathOptions{Path: dst})
+				if err == nil && st.Stat.Mode&os.ModeSymlink != 0 && st.Stat.LinkTarget != "" {
+					// A link as destination: the copy goes where it points in
+					// the container (the daemon resolved it), as docker does.
+					target := st.Stat.LinkTarget
+					if !path.IsAbs(target) {
+						target = path.Join(path.Dir(path.Clean(dst)), target)
+					}
+					dst = target
+					st, err = api.ContainerStatPath(ctx, dstCtr, client.ContainerStatPathOptions{Path: dst})
+				}
 				switch {
 				case err == nil && st.Stat.Mode.IsDir():
 				case err == nil && fi.IsDir():
@@ -185,8 +213,11 @@ func writeCopyTar(w io.Writer, src, rename string, follow, keepOwner bool) error
 // extractCopy unpacks a container's archive of srcPath (top entry
 // srcName) at the local dst with docker cp's rules: into dst when it is an
 // existing directory, else as dst itself; only the contents for "/.". All
-// writes go through an os.Root so no entry can land outside it.
-func extractCopy(r io.Reader, srcName string, srcIsDir bool, srcPath, dst string) error {
+// writes go through an os.Root so no entry can land outside it. The
+// archive of / has its entries rooted at "/", as Docker's daemon sends it.
+// rebase, when set, names the copy in an existing directory (cp -L of a
+// link keeps the link's name).
+func extractCopy(r io.Reader, srcName string, srcIsDir bool, srcPath, dst, rebase string) error {
 	contentsOnly := strings.HasSuffix(srcPath, "/.")
 	var base, rename string
 	fi, err := os.Stat(dst)
@@ -195,6 +226,8 @@ func extractCopy(r io.Reader, srcName string, srcIsDir bool, srcPath, dst string
 		base = dst
 		if contentsOnly {
 			rename = "."
+		} else if rebase != "" {
+			rename = rebase
 		}
 	case err == nil && srcIsDir:
 		return fmt.Errorf("cannot copy a directory to the file %s", dst)
@@ -229,6 +262,15 @@ func extractCopy(r io.Reader, srcName string, srcIsDir bool, srcPath, dst string
 		name := path.Clean(hdr.Name)
 		first, rest, _ := strings.Cut(name, "/")
 		switch {
+		case srcName == "/" && path.IsAbs(name):
+			// The root's archive: "/" itself, then "/bin", "/etc/..."; in
+			// an existing directory its contents land there directly.
+			name = strings.TrimPrefix(name, "/")
+			if rename != "" {
+				name = path.Join(rename, name)
+			} else if name == "" {
+				name = "."
+			}
 		case first == srcName || srcName == "":
 			if rename != "" {
 				first = rename

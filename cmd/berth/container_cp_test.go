@@ -56,7 +56,7 @@ func TestExtractCopyRules(t *testing.T) {
 
 	// Into an existing directory: keeps the source's name.
 	dst := t.TempDir()
-	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d", dst); err != nil {
+	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d", dst, ""); err != nil {
 		t.Fatal(err)
 	}
 	if readFile(t, filepath.Join(dst, "d", "f")) != "x" {
@@ -67,7 +67,7 @@ func TestExtractCopyRules(t *testing.T) {
 	}
 	// To a new path: takes that name.
 	newp := filepath.Join(t.TempDir(), "renamed")
-	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d", newp); err != nil {
+	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d", newp, ""); err != nil {
 		t.Fatal(err)
 	}
 	if readFile(t, filepath.Join(newp, "f")) != "x" {
@@ -75,7 +75,7 @@ func TestExtractCopyRules(t *testing.T) {
 	}
 	// "/." copies the contents only.
 	dst = t.TempDir()
-	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d/.", dst); err != nil {
+	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d/.", dst, ""); err != nil {
 		t.Fatal(err)
 	}
 	if readFile(t, filepath.Join(dst, "f")) != "x" {
@@ -84,14 +84,14 @@ func TestExtractCopyRules(t *testing.T) {
 	// A file onto a new name.
 	file := tarOf(t, entry{name: "hosts", body: "127.0.0.1", typ: tar.TypeReg})
 	target := filepath.Join(t.TempDir(), "h.txt")
-	if err := extractCopy(file, "hosts", false, "/etc/hosts", target); err != nil {
+	if err := extractCopy(file, "hosts", false, "/etc/hosts", target, ""); err != nil {
 		t.Fatal(err)
 	}
 	if readFile(t, target) != "127.0.0.1" {
 		t.Error("file not copied to its new name")
 	}
 	// A directory cannot replace a file.
-	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d", target); err == nil {
+	if err := extractCopy(bytes.NewReader(dir.Bytes()), "d", true, "/d", target, ""); err == nil {
 		t.Error("directory copied over a file")
 	}
 }
@@ -105,7 +105,7 @@ func TestExtractCopyStaysInside(t *testing.T) {
 		"other top": tarOf(t, entry{name: "other/f", body: "x", typ: tar.TypeReg}),
 	} {
 		dst := t.TempDir()
-		err := extractCopy(tr, "d", true, "/d", dst)
+		err := extractCopy(tr, "d", true, "/d", dst, "")
 		if err == nil {
 			t.Errorf("%s: extracted without error", name)
 		}
@@ -168,5 +168,46 @@ func TestSplitCpArg(t *testing.T) {
 		if c != want[0] || p != want[1] {
 			t.Errorf("splitCpArg(%q) = %q, %q", in, c, p)
 		}
+	}
+}
+
+// The archive of a container's / has Docker's layout: entries rooted at
+// "/". Copied to a new path it becomes that directory; into an existing
+// directory its contents land there; nothing climbs out.
+func TestExtractCopyRoot(t *testing.T) {
+	root := tarOf(t, entry{name: "/", typ: tar.TypeDir}, entry{name: "/etc/", typ: tar.TypeDir},
+		entry{name: "/etc/hostname", body: "h", typ: tar.TypeReg}, entry{name: "/../../escape", body: "e", typ: tar.TypeReg})
+	newp := filepath.Join(t.TempDir(), "new")
+	if err := extractCopy(bytes.NewReader(root.Bytes()), "/", true, "/", newp, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(newp, "etc", "hostname")); got != "h" {
+		t.Errorf("new path: %q", got)
+	}
+	if got := readFile(t, filepath.Join(newp, "escape")); got != "e" {
+		t.Errorf("a climbing entry is not kept under the copy: %q", got)
+	}
+	existing := t.TempDir()
+	if err := extractCopy(bytes.NewReader(root.Bytes()), "/", true, "/", existing, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(existing, "etc", "hostname")); got != "h" {
+		t.Errorf("existing directory: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(existing), "escape")); err == nil {
+		t.Error("an entry escaped the destination")
+	}
+}
+
+// cp -L names the followed link's copy after the link in an existing
+// directory.
+func TestExtractCopyRebase(t *testing.T) {
+	file := tarOf(t, entry{name: "shadow", body: "s", typ: tar.TypeReg})
+	dst := t.TempDir()
+	if err := extractCopy(bytes.NewReader(file.Bytes()), "shadow", false, "/etc/shadow", dst, "abs"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dst, "abs")); got != "s" {
+		t.Errorf("rebased copy: %q", got)
 	}
 }
