@@ -290,7 +290,7 @@ func (l *launch) run(ctx context.Context) error {
 	l.c.s.OwnPidNS = l.plan.unshare&unix.CLONE_NEWPID != 0
 
 	cfg := &initConfig{
-		ID: c.s.ID, Bundle: c.s.Bundle, Rootfs: c.s.Rootfs, Pid: pid, Spec: spec,
+		ID: c.s.ID, Bundle: c.s.Bundle, Rootfs: c.s.Rootfs, Pid: pid, Spec: initSpec(spec),
 		NoPivot: l.opts.NoPivot, NoNewKeyrng: l.opts.NoNewKeyring,
 		CgroupPaths: c.s.CgroupPaths, CgroupNS: l.plan.unshare&unix.CLONE_NEWCGROUP != 0,
 		PreserveFDs: l.opts.PreserveFDs, FifoFD: fifoChild, ConsoleFD: consoleFD,

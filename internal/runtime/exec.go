@@ -137,7 +137,7 @@ func (c *Container) Exec(ctx context.Context, o ExecOpts) (int, error) {
 		consoleFD = sp.fds[0]
 	}
 	cfg := &initConfig{
-		ID: c.s.ID, Bundle: c.s.Bundle, Rootfs: c.s.Rootfs, Pid: sp.pid, Spec: &spec,
+		ID: c.s.ID, Bundle: c.s.Bundle, Rootfs: c.s.Rootfs, Pid: sp.pid, Spec: initSpec(&spec),
 		PreserveFDs: o.PreserveFDs, ConsoleFD: consoleFD, FifoFD: -1, Exec: true, Seccomp: filter,
 	}
 	if err := c.awaitExec(sp, cfg); err != nil {

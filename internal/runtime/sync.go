@@ -52,6 +52,20 @@ type initConfig struct {
 	Seccomp     []byte            `json:"seccomp,omitempty"`    // compiled seccomp program
 }
 
+// initSpec is the spec as the init gets it: without the seccomp profile,
+// which the init loads compiled (initConfig.Seccomp) and never reads, so
+// that the init does not decode it on the container's start path (Docker's
+// default profile is 8.5 KB of JSON, 0.2-0.3 ms to decode).
+func initSpec(s *specs.Spec) *specs.Spec {
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		return s
+	}
+	c, l := *s, *s.Linux
+	l.Seccomp = nil
+	c.Linux = &l
+	return &c
+}
+
 // channel wraps one end of the socket pair.
 type channel struct {
 	f   *os.File
