@@ -394,7 +394,7 @@ func TestContainersAuditCommands(t *testing.T) {
 		if got := hostCgroupFile(t, pid, "freezer", "freezer.state"); got != "FROZEN" {
 			t.Errorf("freezer.state after pause: %q", got)
 		}
-		if out := strings.TrimSpace(e.c.Must(t, "ps", "--filter", "status=paused", "--format", "{{.Names}} {{.Status}}")); !strings.HasPrefix(out, "lg Up ") || !strings.HasSuffix(out, "(Paused)") {
+		if out := strings.TrimSpace(e.c.Must(t, "ps", "--filter", "status=paused", "--format", "{{.Names}} {{.Status}}")); !strings.HasPrefix(out, "lg Up ") || !strings.HasSuffix(out, "(Paused)") || strings.Contains(out, "health") {
 			t.Errorf("ps --filter status=paused: %q", out)
 		}
 		if errOut := e.c.Fails(t, "exec", "lg", "true"); !strings.Contains(errOut, "is paused") {

@@ -136,6 +136,10 @@ func statusString(st ctrState, now time.Time) string {
 		return "Created"
 	case StateRunning, StatePaused:
 		s := "Up " + units.HumanDuration(now.Sub(st.StartedAt))
+		if st.Status == StatePaused {
+			// As Docker's: a paused container's status leaves out its health.
+			return s + " (Paused)"
+		}
 		if st.Health != nil {
 			switch st.Health.Status {
 			case container.Starting:
@@ -143,9 +147,6 @@ func statusString(st ctrState, now time.Time) string {
 			default:
 				s += " (" + string(st.Health.Status) + ")"
 			}
-		}
-		if st.Status == StatePaused {
-			s += " (Paused)"
 		}
 		return s
 	case StateRestarting:

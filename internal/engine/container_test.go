@@ -176,6 +176,7 @@ func TestStatusString(t *testing.T) {
 		{ctrState{Status: StatePaused, StartedAt: start}, "Up About a minute (Paused)"},
 		{ctrState{Status: StateExited, ExitCode: 3, FinishedAt: start}, "Exited (3) About a minute ago"},
 		{ctrState{Status: StateRunning, StartedAt: start, Health: &container.Health{Status: container.Starting}}, "Up About a minute (health: starting)"},
+		{ctrState{Status: StatePaused, StartedAt: start, Health: &container.Health{Status: container.Healthy}}, "Up About a minute (Paused)"},
 	} {
 		if got := statusString(tt.st, now); got != tt.want {
 			t.Errorf("%+v: %q, want %q", tt.st, got, tt.want)
