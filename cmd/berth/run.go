@@ -754,6 +754,9 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 			}
 		}()
 	}
+	if err := o.checkServerOS(ctx, api); err != nil {
+		return "", err
+	}
 	var creds map[string]registry.AuthConfig
 	if o.useAPISocket {
 		if creds, err = c.apiSocket(req); err != nil {
@@ -826,6 +829,36 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 		fmt.Fprintln(c.errw, "WARNING:", w)
 	}
 	return res.ID, nil
+}
+
+// windowsOnlyFlags are docker's flags for a Windows daemon; docker's CLI
+// refuses them before the request when the daemon runs another OS.
+var windowsOnlyFlags = []string{"cpu-count", "cpu-percent", "io-maxbandwidth", "io-maxiops"}
+
+// checkServerOS refuses the Windows-only flags given for a daemon that is
+// not on Windows, with docker's message.
+func (o *runOptions) checkServerOS(ctx context.Context, api *client.Client) error {
+	var set []string
+	for _, f := range windowsOnlyFlags {
+		if o.flags != nil && o.flags.Changed(f) {
+			set = append(set, f)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	ping, err := api.Ping(ctx, client.PingOptions{})
+	if err != nil {
+		return fmt.Errorf("ask the daemon its OS: %w", err)
+	}
+	if ping.OSType == "windows" {
+		return nil
+	}
+	var errs []error
+	for _, f := range set {
+		errs = append(errs, fmt.Errorf("\"--%s\" is only supported on a Docker daemon running on windows, but the Docker daemon is running on %s", f, ping.OSType))
+	}
+	return errors.Join(errs...)
 }
 
 // apiConfigPath is where --use-api-socket puts the client's credentials
