@@ -112,7 +112,9 @@ func TestContainersRunFlagsDocker(t *testing.T) {
 			id = strings.TrimSpace(e.mustRun(t, "-d", "--cgroup-parent", parent, "--cpuset-mems", "0", "--memory-swappiness", "17",
 				"--device-read-bps", dev+":1mb", "--device-write-iops", dev+":70", "--device-cgroup-rule", "c 42:* rmw",
 				"--annotation", "org.example.flag=yes", e.image, "sleep", "1000"))
-			cg := func(ctrl, file string) string { return readTrim(t, filepath.Join("/sys/fs/cgroup", ctrl, parent, id, file)) }
+			cg := func(ctrl, file string) string {
+				return readTrim(t, filepath.Join("/sys/fs/cgroup", ctrl, parent, id, file))
+			}
 			if got := cg("cpuset", "cpuset.mems"); got != "0" {
 				t.Errorf("cpuset.mems = %q", got)
 			}
