@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -148,6 +149,10 @@ type ctr struct {
 	monitorDone chan struct{}
 	execs       map[string]*execRecord
 	healthStop  chan struct{}
+	// savedHostConfig is the hostconfig.json last written: most saves
+	// change only the state, and hostconfig.json is rewritten (and
+	// synced) only when it differs.
+	savedHostConfig []byte
 }
 
 // containers is the engine's container store.
@@ -362,7 +367,19 @@ func (c *ctr) save() error {
 	if err := writeJSONFile(filepath.Join(c.dir, "config.v2.json"), c.rec); err != nil {
 		return err
 	}
-	return writeJSONFile(filepath.Join(c.dir, "hostconfig.json"), c.rec.HostConfig)
+	path := filepath.Join(c.dir, "hostconfig.json")
+	hc, err := json.Marshal(c.rec.HostConfig)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	if bytes.Equal(hc, c.savedHostConfig) {
+		return nil
+	}
+	if err := writeFileAtomic(path, hc, 0o600); err != nil {
+		return err
+	}
+	c.savedHostConfig = hc
+	return nil
 }
 
 // writeJSONFile replaces path with v's JSON through a synced temporary file.
@@ -374,7 +391,16 @@ func writeJSONFile(path string, v any) error {
 	return writeFileAtomic(path, data, 0o600)
 }
 
+// writeFileAtomic replaces path with data through a synced temporary
+// file, so a crash leaves the old content or the new, never a torn file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return replaceFile(path, data, mode, true)
+}
+
+// replaceFile is writeFileAtomic, syncing the data only with sync: files
+// regenerated at every start need the atomic rename (no reader sees a
+// torn file) but not durability.
+func replaceFile(path string, data []byte, mode os.FileMode, sync bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -384,7 +410,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

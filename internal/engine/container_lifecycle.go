@@ -470,7 +470,8 @@ func (cs *containers) spawn(ctx context.Context, c *ctr) (*shim.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode spec of container %s: %w", id, err)
 	}
-	if err := writeFileAtomic(filepath.Join(c.bundle(), "config.json"), data, 0o600); err != nil {
+	// Regenerated at every start: no sync needed.
+	if err := replaceFile(filepath.Join(c.bundle(), "config.json"), data, 0o600, false); err != nil {
 		return nil, err
 	}
 	stateDir := cs.stateDir(id)

@@ -111,6 +111,7 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 		LogPath: logPath, LogMaxSize: o.LogMaxSize, LogMaxFiles: o.LogMaxFiles,
 		OpenStdin: o.OpenStdin, StdinOnce: o.StdinOnce,
 		ConsoleHeight: o.ConsoleHeight, ConsoleWidth: o.ConsoleWidth,
+		ReadyFD: 3,
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -130,22 +131,36 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 	}
 	defer shimLog.Close()
 	logStart, _ := shimLog.Seek(0, io.SeekEnd)
+	// The shim says on fd 3 when its socket is there: no polling, and no
+	// wait longer than the shim's own start-up.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("spawn shim for %s: %w", o.ID, err)
+	}
+	defer readyR.Close()
 	proc, err := os.StartProcess(o.ShimBinary, []string{o.ShimBinary, "--state-dir", dir}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
-		Files: []*os.File{devnull, devnull, shimLog},
+		Files: []*os.File{devnull, devnull, shimLog, readyW},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
+	readyW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("spawn shim for %s: start %s: %w", o.ID, o.ShimBinary, err)
 	}
+	ready := make(chan struct{})
+	go func() {
+		var b [1]byte
+		readyR.Read(b[:]) // a byte: published; EOF: the shim ended
+		close(ready)
+	}()
 	done := make(chan struct{})
 	go func() {
 		proc.Wait() // reap the shim if it ends while the caller lives
 		close(done)
 	}()
 	c := &Client{dir: dir, done: done}
-	delay := 2 * time.Millisecond
+	delay := 50 * time.Millisecond
 	for {
 		if _, err := os.Stat(filepath.Join(dir, socketName)); err == nil {
 			info, err := c.infoCall(ctx)
@@ -155,6 +170,9 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 			}
 		}
 		select {
+		case <-ready:
+			ready = nil // checked once; then the slow poll below
+			continue
 		case <-done:
 			return nil, fmt.Errorf("spawn shim for %s: %s", o.ID, shimFailure(filepath.Join(dir, shimLogName), logStart))
 		case <-ctx.Done():
@@ -166,9 +184,8 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 			os.Remove(filepath.Join(dir, socketName))
 			return nil, fmt.Errorf("spawn shim for %s: %w", o.ID, ctx.Err())
 		case <-time.After(delay):
-		}
-		if delay < 50*time.Millisecond {
-			delay *= 2
+			// Only a safety net: the ready pipe or the shim's exit wakes
+			// this loop.
 		}
 	}
 }
@@ -630,6 +647,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 
 // waitShimGone returns when the shim process has exited.
 func (c *Client) waitShimGone(ctx context.Context) error {
+	if c.done != nil {
+		// Our own child: its reaper says when it is gone.
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("wait for shim %d to exit: %w", c.info.ShimPid, ctx.Err())
+		}
+	}
 	delay := time.Millisecond
 	for {
 		if c.done != nil {

@@ -40,6 +40,9 @@ type config struct {
 	StdinOnce     bool     `json:"stdinOnce,omitempty"`
 	ConsoleHeight uint16   `json:"consoleHeight,omitempty"`
 	ConsoleWidth  uint16   `json:"consoleWidth,omitempty"`
+	// ReadyFD is a pipe the shim writes one byte to (and closes) once its
+	// socket is published, so Spawn need not poll for it; 0 for none.
+	ReadyFD int `json:"readyFd,omitempty"`
 }
 
 func logf(format string, args ...any) {
@@ -87,6 +90,13 @@ func Serve(stateDir string) error {
 	if err := json.Unmarshal(b, &s.cfg); err != nil {
 		return fmt.Errorf("parse shim config %s: %w", filepath.Join(stateDir, configName), err)
 	}
+	var ready *os.File
+	if s.cfg.ReadyFD > 2 {
+		// Never handed on to the runtime or the container.
+		unix.CloseOnExec(s.cfg.ReadyFD)
+		ready = os.NewFile(uintptr(s.cfg.ReadyFD), "ready")
+		defer ready.Close()
+	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
@@ -118,6 +128,10 @@ func Serve(stateDir string) error {
 	if err := os.Rename(tmpSock, sockPath); err != nil {
 		ln.Close()
 		return fmt.Errorf("publish socket %s: %w", sockPath, err)
+	}
+	if ready != nil {
+		_, _ = ready.Write([]byte{1})
+		ready.Close()
 	}
 	go s.watchInit()
 	for {
