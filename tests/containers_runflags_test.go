@@ -140,6 +140,41 @@ func TestContainersRunFlagsDocker(t *testing.T) {
 			}
 			e.c.Must(t, "rm", "-f", id)
 
+			// --cpu-rt-runtime: refused while the parent cgroup has no
+			// real-time time to give; honoured once it has. (Each client's
+			// parent keeps its share until the daemon's cgroups go: a
+			// removed cgroup may still count against it for a while.)
+			if stderr := e.c.Fails(t, "run", "-d", "--cgroup-parent", parent, "--cpu-rt-runtime", "5000", e.image, "true"); !strings.Contains(stderr, "--cpu-rt-runtime 5000: the parent cgroup "+parent+" has 0") {
+				t.Errorf("--cpu-rt-runtime without real-time time in the parent: %s", stderr)
+			}
+			rtFile := func(dir string) string { return filepath.Join("/sys/fs/cgroup/cpu", dir, "cpu.rt_runtime_us") }
+			for _, w := range []struct{ dir, v string }{{d.CgroupParent, "30000"}, {parent, "10000"}} {
+				if err := os.WriteFile(rtFile(w.dir), []byte(w.v), 0o644); err != nil {
+					t.Fatalf("allot real-time time to %s: %v", w.dir, err)
+				}
+			}
+			id = strings.TrimSpace(e.mustRun(t, "-d", "--cgroup-parent", parent, "--cpu-rt-runtime", "5000", e.image, "sleep", "1000"))
+			if got := cg("cpu", "cpu.rt_runtime_us"); got != "5000" {
+				t.Errorf("cpu.rt_runtime_us = %q, want 5000", got)
+			}
+			e.c.Must(t, "rm", "-f", id)
+			if stderr := e.c.Fails(t, "create", "--cpu-rt-period", "1000", "--cpu-rt-runtime", "2000", e.image, "true"); !strings.Contains(stderr, "cannot be higher than cpu real-time period") {
+				t.Errorf("--cpu-rt-runtime above --cpu-rt-period: %s", stderr)
+			}
+
+			// --blkio-weight-device: only where the host can weight the
+			// device (CFQ's blkio.weight_device, or bfq on the device).
+			sched, _ := os.ReadFile("/sys/dev/block/" + majmin + "/queue/scheduler")
+			_, cfq := os.Stat("/sys/fs/cgroup/blkio/blkio.weight_device")
+			_, stderr, err := e.c.Run("create", "--blkio-weight-device", dev+":300", e.image, "true")
+			if cfq == nil || strings.Contains(string(sched), "[bfq]") {
+				if err != nil {
+					t.Errorf("--blkio-weight-device on a device the host can weight: %v", err)
+				}
+			} else if err == nil || !strings.Contains(stderr, "--blkio-weight-device "+dev+" is not supported on this host") {
+				t.Errorf("--blkio-weight-device with scheduler %q: %v %s", strings.TrimSpace(string(sched)), err, stderr)
+			}
+
 			// --volumes-from: the other container's volumes and binds, read
 			// only with :ro.
 			hostDir := t.TempDir()

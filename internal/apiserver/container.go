@@ -77,7 +77,7 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.InvalidArgument(fmt.Errorf("config cannot be empty in order to create a container")))
 		return
 	}
-	warnings, err := engine.CheckCreate(req.Config, req.HostConfig, req.NetworkingConfig)
+	warnings, err := s.eng.CheckCreate(req.Config, req.HostConfig, req.NetworkingConfig)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -2,12 +2,16 @@ package engine
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
 )
@@ -17,7 +21,7 @@ import (
 // (a docker CLI sends every run flag; none may be dropped silently). It
 // returns the warnings Docker gives on Linux for options it discards
 // there, clearing those options in hc.
-func CheckCreate(cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) ([]string, error) {
+func (e *Engine) CheckCreate(cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) ([]string, error) {
 	var warnings []string
 	if nc != nil {
 		for name, ep := range nc.EndpointsConfig {
@@ -67,7 +71,92 @@ func CheckCreate(cfg *container.Config, hc *container.HostConfig, nc *network.Ne
 			return nil, err
 		}
 	}
+	if err := e.checkRealtime(hc); err != nil {
+		return nil, err
+	}
+	if err := checkWeightDevices(hc.BlkioWeightDevice); err != nil {
+		return nil, err
+	}
 	return warnings, nil
+}
+
+// cgroupV1Root is where the v1 controllers are mounted.
+const cgroupV1Root = "/sys/fs/cgroup"
+
+// checkRealtime refuses --cpu-rt-runtime the container's parent cgroup
+// cannot give: a new cgroup gets no real-time CPU time, so the parent must
+// have been allotted some (what dockerd's --cpu-rt-runtime does); the
+// runtime would fail on the write otherwise.
+func (e *Engine) checkRealtime(hc *container.HostConfig) error {
+	rt, period := hc.CPURealtimeRuntime, hc.CPURealtimePeriod
+	if period != 0 && rt > period {
+		return errdefs.InvalidArgument(fmt.Errorf("cpu real-time runtime (--cpu-rt-runtime %d) cannot be higher than cpu real-time period (--cpu-rt-period %d)", rt, period))
+	}
+	if rt <= 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(cgroupV1Root, "cpu", "cpu.rt_runtime_us")); err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("--cpu-rt-runtime: this host has no real-time group scheduling (no cpu.rt_runtime_us in the cpu cgroup controller)"))
+	}
+	parent := hc.CgroupParent
+	if parent == "" {
+		if cs, err := e.ctrs(); err == nil {
+			parent = cs.cfg.CgroupParent
+		}
+	}
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	if !filepath.IsAbs(parent) {
+		return nil // relative to the runtime's own cgroup: the runtime decides
+	}
+	file := filepath.Join(cgroupV1Root, "cpu", filepath.Clean(parent), "cpu.rt_runtime_us")
+	avail := int64(0)
+	if b, err := os.ReadFile(file); err == nil {
+		if avail, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return fmt.Errorf("read %s: %w", file, err)
+		}
+	}
+	if rt > avail {
+		return errdefs.InvalidArgument(fmt.Errorf("--cpu-rt-runtime %d: the parent cgroup %s has %d µs of real-time CPU time to give (%s); allot it there first, as dockerd's --cpu-rt-runtime does for its parent",
+			rt, parent, avail, file))
+	}
+	return nil
+}
+
+// checkWeightDevices refuses --blkio-weight-device where the v1 blkio
+// controller cannot weight the device: without CFQ's blkio.weight_device,
+// only a device whose active I/O scheduler is bfq takes a weight.
+func checkWeightDevices(wds []*blkiodev.WeightDevice) error {
+	if len(wds) == 0 {
+		return nil
+	}
+	blkio := filepath.Join(cgroupV1Root, "blkio")
+	if _, err := os.Stat(blkio); err != nil {
+		return nil // not cgroup v1: the runtime maps the weights
+	}
+	if _, err := os.Stat(filepath.Join(blkio, "blkio.weight_device")); err == nil {
+		return nil
+	}
+	for _, wd := range wds {
+		if wd == nil {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(wd.Path, &st); err != nil {
+			return errdefs.InvalidArgument(fmt.Errorf("--blkio-weight-device %s: %w", wd.Path, err))
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+			return errdefs.InvalidArgument(fmt.Errorf("--blkio-weight-device %s: not a block device", wd.Path))
+		}
+		sched := fmt.Sprintf("/sys/dev/block/%d:%d/queue/scheduler", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		b, _ := os.ReadFile(sched)
+		if !strings.Contains(string(b), "[bfq]") {
+			return errdefs.InvalidArgument(fmt.Errorf("--blkio-weight-device %s is not supported on this host: the blkio controller weights devices only under the bfq I/O scheduler, and %s is %q",
+				wd.Path, sched, strings.TrimSpace(string(b))))
+		}
+	}
+	return nil
 }
 
 // checkEndpoint refuses endpoint settings: berthd's containers have no
