@@ -477,6 +477,19 @@ func TestContainersAuditCommands(t *testing.T) {
 				anon = m.Name
 			}
 		}
+		// ps filters on mounts and on the ports the image exposes.
+		for _, c := range []struct{ filter, want string }{
+			{"volume=named", "vols"}, {"volume=/n", "vols"}, {"volume=nosuch", ""},
+			{"expose=8080/tcp", "vols,att,logger"}, {"expose=8000-8100", "vols,att,logger"}, {"expose=8080/udp", ""},
+			{"publish=8080", ""}, {"is-task=true", ""},
+		} {
+			if got := strings.Join(Lines(e.c.Must(t, "ps", "-a", "--filter", c.filter, "--format", "{{.Names}}")), ","); got != c.want {
+				t.Errorf("ps -a --filter %s: %q, want %q", c.filter, got, c.want)
+			}
+		}
+		if out := strings.TrimSpace(e.c.Must(t, "inspect", "-f", "{{json .Config.ExposedPorts}}", "vols")); out != `{"8080/tcp":{}}` {
+			t.Errorf("the image's exposed port in the container's config: %s", out)
+		}
 		e.c.Must(t, "rm", "vols")
 		pruned := e.c.Must(t, "volume", "prune", "-f")
 		left := Lines(e.c.Must(t, "volume", "ls", "-q"))

@@ -287,6 +287,31 @@ func (c *ctr) summary(opts ContainerListOptions, ancestors map[string]bool, befo
 	if !anyOf(f["health"], func(s string) bool { return s == health }) {
 		return container.Summary{}, false
 	}
+	mounts := c.mountPoints()
+	if !anyOf(f["volume"], func(v string) bool { return mountedAt(mounts, v) }) {
+		return container.Summary{}, false
+	}
+	networkMode := string(r.HostConfig.NetworkMode)
+	if networkMode == "" {
+		networkMode = "none"
+	}
+	if !anyOf(f["network"], func(n string) bool { return n == networkMode }) {
+		return container.Summary{}, false
+	}
+	if !anyOf(f["expose"], func(s string) bool { return portInRange(r.Config.ExposedPorts, s) }) {
+		return container.Summary{}, false
+	}
+	published := network.PortSet{}
+	for p := range r.HostConfig.PortBindings {
+		published[p] = struct{}{}
+	}
+	if !anyOf(f["publish"], func(s string) bool { return portInRange(published, s) }) {
+		return container.Summary{}, false
+	}
+	// No container is a swarm task.
+	if !anyOf(f["is-task"], func(s string) bool { return s == "false" || s == "0" }) {
+		return container.Summary{}, false
+	}
 	cmd := r.Path
 	if len(r.Args) > 0 {
 		cmd += " " + strings.Join(r.Args, " ")
@@ -301,12 +326,9 @@ func (c *ctr) summary(opts ContainerListOptions, ancestors map[string]bool, befo
 		Labels: labels, State: container.ContainerState(r.State.Status),
 		Status:          statusString(r.State, now),
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}},
-		Mounts:          c.mountPoints(),
+		Mounts:          mounts,
 	}
-	sum.HostConfig.NetworkMode = string(r.HostConfig.NetworkMode)
-	if sum.HostConfig.NetworkMode == "" {
-		sum.HostConfig.NetworkMode = "none"
-	}
+	sum.HostConfig.NetworkMode = networkMode
 	if r.State.Health != nil {
 		sum.Health = &container.HealthSummary{Status: r.State.Health.Status, FailingStreak: r.State.Health.FailingStreak}
 	}
@@ -314,6 +336,33 @@ func (c *ctr) summary(opts ContainerListOptions, ancestors map[string]bool, befo
 }
 
 // anyOf is true when vals is empty or ok holds for one of them.
+// mountedAt says whether a mount is at dst or mounts the volume (by name)
+// or the host path (a bind's source) v, as Docker's volume filter.
+func mountedAt(mounts []container.MountPoint, v string) bool {
+	for _, m := range mounts {
+		if m.Destination == v || (m.Name != "" && m.Name == v) || (m.Name == "" && m.Source == v) {
+			return true
+		}
+	}
+	return false
+}
+
+// portInRange says whether ports holds a port of the filter value spec:
+// a port or range with an optional protocol (tcp when left out), as
+// Docker's expose and publish filters.
+func portInRange(ports network.PortSet, spec string) bool {
+	pr, err := network.ParsePortRange(spec)
+	if err != nil {
+		return false
+	}
+	for p := range ports {
+		if p.Proto() == pr.Proto() && p.Num() >= pr.Start() && p.Num() <= pr.End() {
+			return true
+		}
+	}
+	return false
+}
+
 func anyOf(vals []string, ok func(string) bool) bool {
 	if len(vals) == 0 {
 		return true

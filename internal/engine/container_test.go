@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/network"
 )
 
 func TestResolvConf(t *testing.T) {
@@ -191,4 +192,24 @@ func mustTime(t *testing.T, s string) (tm time.Time) {
 		t.Fatal(err)
 	}
 	return tm
+}
+
+func TestListFilterHelpers(t *testing.T) {
+	ports := network.PortSet{network.MustParsePort("8080/tcp"): {}, network.MustParsePort("53/udp"): {}}
+	for spec, want := range map[string]bool{
+		"8080": true, "8080/tcp": true, "8000-8090": true, "8080/udp": false, "53/udp": true, "53": false, "x": false,
+	} {
+		if got := portInRange(ports, spec); got != want {
+			t.Errorf("portInRange %s: %v, want %v", spec, got, want)
+		}
+	}
+	mounts := []container.MountPoint{
+		{Type: "volume", Name: "named", Source: "/var/lib/x/_data", Destination: "/data"},
+		{Type: "bind", Source: "/host/dir", Destination: "/h"},
+	}
+	for v, want := range map[string]bool{"named": true, "/data": true, "/host/dir": true, "/h": true, "/var/lib/x/_data": false, "other": false} {
+		if got := mountedAt(mounts, v); got != want {
+			t.Errorf("mountedAt %s: %v, want %v", v, got, want)
+		}
+	}
 }

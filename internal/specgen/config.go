@@ -10,6 +10,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,8 +18,9 @@ import (
 // does at create: the request's User, WorkingDir and StopSignal win when
 // set; its Env wins key by key over the image's; image labels fill those the
 // request lacks; an Entrypoint in the request clears the image's Cmd unless
-// the request gives a Cmd too; and an Entrypoint of [""] means none. It fails
-// when no command is left. ExposedPorts are not merged here.
+// the request gives a Cmd too; an Entrypoint of [""] means none; the
+// image's exposed ports join the request's. It fails when no command is
+// left.
 func Merge(img dockerspec.DockerOCIImage, cfg container.Config) (container.Config, error) {
 	ic := img.Config
 	if cfg.User == "" {
@@ -102,6 +104,20 @@ func Merge(img dockerspec.DockerOCIImage, cfg container.Config) (container.Confi
 	cfg.Volumes = vols
 	if cfg.StopSignal == "" {
 		cfg.StopSignal = ic.StopSignal
+	}
+	if len(ic.ExposedPorts) > 0 {
+		ports := maps.Clone(cfg.ExposedPorts)
+		if ports == nil {
+			ports = network.PortSet{}
+		}
+		for p := range ic.ExposedPorts {
+			// A port the image names wrongly cannot be exposed; Docker
+			// carries it as text and it does nothing either.
+			if port, err := network.ParsePort(p); err == nil {
+				ports[port] = struct{}{}
+			}
+		}
+		cfg.ExposedPorts = ports
 	}
 	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
 		cfg.Entrypoint = nil

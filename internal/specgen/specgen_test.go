@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -1297,6 +1299,32 @@ func TestMergeKeepsImageLabelsAndVolumes(t *testing.T) {
 	}
 	if _, ok := cfg.Volumes["/data"]; !ok {
 		t.Errorf("volumes %v", cfg.Volumes)
+	}
+}
+
+func TestMergeExposedPorts(t *testing.T) {
+	img := testImage()
+	img.Config.ExposedPorts = map[string]struct{}{"8080/tcp": {}, "53/udp": {}}
+	own := network.PortSet{network.MustParsePort("9000/tcp"): {}}
+	cfg, err := Merge(img, container.Config{ExposedPorts: own})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for p := range cfg.ExposedPorts {
+		got = append(got, p.String())
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != "53/udp,8080/tcp,9000/tcp" || len(own) != 1 {
+		t.Errorf("exposed ports %v (the request's set now %v)", got, own)
+	}
+	img.Config.ExposedPorts = map[string]struct{}{"http": {}, "80": {}}
+	cfg, err = Merge(img, container.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.ExposedPorts[network.MustParsePort("80/tcp")]; !ok || len(cfg.ExposedPorts) != 1 {
+		t.Errorf("an image exposing 80 and a malformed port: %v", cfg.ExposedPorts)
 	}
 }
 
