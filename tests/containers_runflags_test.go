@@ -213,6 +213,33 @@ func TestContainersRunFlagsDocker(t *testing.T) {
 				t.Errorf("run -q of an image to pull: %v out %q stderr %q", err, out, stderr)
 			}
 
+			// Accepted as docker accepts them, and the container runs.
+			for _, args := range [][]string{
+				{"--kernel-memory", "10m"}, // deprecated: ignored, as docker's CLI and daemon do
+				{"--disable-content-trust"},
+				{"--userns", "host"},
+				{"--log-driver", "json-file", "--log-opt", "max-size=10m", "--log-opt", "max-file=3", "--log-opt", "compress=false"},
+				{"--volume-driver", "local", "-v", "/anon"},
+				{"--isolation", "default"},
+				{"--cpu-rt-period", "500000"},
+			} {
+				if _, stderr, err := e.run(append(append([]string{"--rm"}, args...), e.image, "true")...); err != nil {
+					t.Errorf("run %s: %v %s", strings.Join(args, " "), err, stderr)
+				}
+			}
+			if e.c.Name == "berth" {
+				// --use-api-socket: the daemon's socket, and the client's
+				// credentials for the registries it knows. (docker's CLI
+				// binds /var/run/docker.sock of the host, absent here.)
+				writeFile(t, filepath.Join(e.c.Config, "config.json"), `{"auths":{"reg.example.com":{"auth":"dXNlcjpwYXNz"}}}`)
+				got := e.mustRun(t, "--rm", "--use-api-socket", e.image, "sh", "-c",
+					`test -S /var/run/docker.sock && echo socket; echo $DOCKER_CONFIG; grep -c dXNlcjpwYXNz /run/secrets/docker/config.json`)
+				if got != "socket\n/run/secrets/docker\n1\n" {
+					t.Errorf("--use-api-socket: %q", got)
+				}
+				os.Remove(filepath.Join(e.c.Config, "config.json"))
+			}
+
 			// What berthd cannot do is refused, naming the option.
 			for _, c := range []struct {
 				args []string
