@@ -516,6 +516,20 @@ func TestRuntimeMorePauseResume(t *testing.T) {
 	r.ok("delete", "pz1")
 }
 
+// kill --all KILL of a paused container thaws it, so it dies (as runc):
+// a frozen process cannot act on a signal, and an engine waiting for the
+// exit would wait for ever.
+func TestRuntimeMoreKillPaused(t *testing.T) {
+	r := newRT(t)
+	dir, _ := testutil.BusyboxBundle(t, "sh", "-c", "sleep 1000 & wait")
+	r.ok("run", "--detach", "--bundle", dir, "pk1")
+	r.waitPids("pk1", 2)
+	r.ok("pause", "pk1")
+	r.ok("kill", "--all", "pk1", "KILL")
+	r.waitStatus("pk1", specs.StateStopped)
+	r.ok("delete", "pk1")
+}
+
 // Where criu is missing or cannot work on this kernel, checkpoint and
 // restore fail clearly, naming criu.
 func TestRuntimeMoreCheckpointErrors(t *testing.T) {

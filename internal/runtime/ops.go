@@ -120,7 +120,7 @@ func (c *Container) Kill(sig unix.Signal, all bool) error {
 		return errdefs.FailedPrecondition(fmt.Errorf("cannot kill container %s: it is not running", c.s.ID))
 	}
 	if all {
-		return c.killAll(sig)
+		return c.killAll(sig, st == StatusPaused)
 	}
 	return c.signalInit(sig)
 }
@@ -147,10 +147,21 @@ func (c *Container) signalInit(sig unix.Signal) error {
 
 // killAll signals every process of the container. With its own PID
 // namespace, SIGKILL to the init takes everything with it; otherwise the
-// cgroup is frozen so that no process forks away while being signalled.
-func (c *Container) killAll(sig unix.Signal) error {
+// cgroup is frozen so that no process forks away while being signalled,
+// and thawed afterwards, as runc does. A paused container is thawed after
+// SIGKILL too: frozen processes cannot die, and a caller waiting for the
+// exit would wait for ever.
+func (c *Container) killAll(sig unix.Signal, paused bool) error {
 	if c.s.OwnPidNS && sig == unix.SIGKILL {
-		return c.signalInit(sig)
+		if err := c.signalInit(sig); err != nil {
+			return err
+		}
+		if paused && len(c.s.CgroupPaths) > 0 {
+			if err := cgroups.Load(c.s.CgroupPaths).Thaw(); err != nil {
+				return fmt.Errorf("thaw %s after SIGKILL: %w", c.s.ID, err)
+			}
+		}
+		return nil
 	}
 	if len(c.s.CgroupPaths) == 0 {
 		// Without a cgroup (rootless), the PID namespace finds them.
@@ -215,7 +226,7 @@ func (c *Container) Delete(ctx context.Context, force bool, warn func(error)) er
 		if st == StatusPaused {
 			cgroups.Load(c.s.CgroupPaths).Thaw()
 		}
-		if err := c.killAll(unix.SIGKILL); err != nil && !errdefs.IsConflict(err) {
+		if err := c.killAll(unix.SIGKILL, false); err != nil && !errdefs.IsConflict(err) {
 			return err
 		}
 		if err := c.waitExit(ctx, 10*time.Second); err != nil {
