@@ -393,7 +393,7 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 	if o.logDriver == "none" && o.logOpts.Len() > 0 {
 		return nil, fmt.Errorf("invalid logging opts for driver %s", o.logDriver)
 	}
-	logOpts := opts.ConvertKVStringsToMap(o.logOpts.GetSlice())
+	logOpts := opts.ConvertKVStringsToMap(splitLogOpts(o.logOpts.GetSlice()))
 	storageOpts := map[string]string{}
 	for _, so := range o.storageOpts.GetSlice() {
 		k, v, ok := strings.Cut(so, "=")
@@ -557,6 +557,36 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 	}
 	return &createRequest{config: cfg, hostConfig: hc, networking: &network.NetworkingConfig{EndpointsConfig: endpoints},
 		warnings: warnings}, nil
+}
+
+// logOptKeys are the log options of docker's json-file and local drivers.
+var logOptKeys = map[string]bool{"max-size": true, "max-file": true, "compress": true, "labels": true,
+	"labels-regex": true, "env": true, "env-regex": true, "tag": true, "mode": true, "max-buffer-size": true}
+
+// splitLogOpts takes --log-opt values one option each, as docker does, and
+// also a comma-separated list of them (max-size=10m,max-file=3), which
+// docker's daemon would reject as one malformed size: a value is split only
+// when every piece is KEY=VALUE with a known key, so labels=a,b and env=A,B
+// keep their commas.
+func splitLogOpts(in []string) []string {
+	var out []string
+	for _, v := range in {
+		pieces := strings.Split(v, ",")
+		split := len(pieces) > 1
+		for _, p := range pieces {
+			k, _, ok := strings.Cut(p, "=")
+			if !ok || !logOptKeys[k] {
+				split = false
+				break
+			}
+		}
+		if split {
+			out = append(out, pieces...)
+		} else {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // endpoints builds the networking config as docker's CLI does: --ip,
