@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -562,5 +563,50 @@ func TestRuntimeMoreCheckpointErrors(t *testing.T) {
 	}
 	if ids := strings.Fields(r.ok("list", "-q")); len(ids) != 1 {
 		t.Fatalf("a failed restore left containers: %v", ids)
+	}
+}
+
+// A working directory the root filesystem lacks is made (as runc does,
+// and as `docker run -w` relies on), inside the container even through an
+// absolute symlink, and before a read-only root is remounted.
+func TestRuntimeMoreMakesCwd(t *testing.T) {
+	r := newRT(t)
+	dir, s := testutil.BusyboxBundle(t, "sh", "-c", "pwd")
+	rootfs := s.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(dir, rootfs)
+	}
+	if err := os.Mkdir(filepath.Join(rootfs, "target"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/target", filepath.Join(rootfs, "link")); err != nil {
+		t.Fatal(err)
+	}
+	hostTarget := "/target/berth-cwd-test"
+	if _, err := os.Stat(hostTarget); err == nil {
+		t.Fatalf("%s exists on the host before the test", hostTarget)
+	}
+	for i, c := range []struct {
+		cwd, want, made string
+		readonly        bool
+	}{
+		{"/new/dir", "/new/dir", "new/dir", false},
+		{"/link/berth-cwd-test/sub", "/target/berth-cwd-test/sub", "target/berth-cwd-test/sub", false},
+		{"/ro/dir", "/ro/dir", "ro/dir", true},
+	} {
+		s.Process.Cwd = c.cwd
+		s.Root.Readonly = c.readonly
+		testutil.WriteSpec(t, dir, s)
+		out := r.ok("run", "--bundle", dir, fmt.Sprintf("cwd%d", i))
+		if strings.TrimSpace(out) != c.want {
+			t.Errorf("cwd %s: pwd printed %q, want %s", c.cwd, out, c.want)
+		}
+		if fi, err := os.Stat(filepath.Join(rootfs, c.made)); err != nil || !fi.IsDir() {
+			t.Errorf("cwd %s: %s not made in the root filesystem: %v", c.cwd, c.made, err)
+		}
+	}
+	if _, err := os.Stat(hostTarget); err == nil {
+		os.RemoveAll(hostTarget)
+		t.Errorf("the symlinked cwd was made on the host at %s", hostTarget)
 	}
 }

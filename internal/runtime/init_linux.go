@@ -113,6 +113,11 @@ func (in *initProc) setup() error {
 		// the init's root changes.
 		return err
 	}
+	if err := unix.Access(spec.Process.Cwd, unix.F_OK); errors.Is(err, unix.ENOENT) {
+		if err := makeCwd(spec.Process.Cwd); err != nil {
+			return err
+		}
+	}
 	if spec.Process.Terminal {
 		if err := setupConsole(cfg.ConsoleFD, spec.Process.ConsoleSize); err != nil {
 			return err
