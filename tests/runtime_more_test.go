@@ -610,3 +610,39 @@ func TestRuntimeMoreMakesCwd(t *testing.T) {
 		t.Errorf("the symlinked cwd was made on the host at %s", hostTarget)
 	}
 }
+
+// The container's process starts with no signal ignored or blocked, even
+// when berth-runtime itself was started with SIGHUP ignored (nohup, or an
+// engine that ignores it): a trap on HUP in the container must work.
+func TestRuntimeMoreSignalsReset(t *testing.T) {
+	r := newRT(t)
+	nohup, err := exec.LookPath("nohup")
+	if err != nil {
+		t.Skipf("nohup missing: %v", err)
+	}
+	// Not through sh: busybox's shell ignores SIGQUIT for its children.
+	dir, _ := testutil.BusyboxBundle(t, "cat", "/proc/self/status")
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// create, as an engine's shim runs it (run forwards signals, so it
+	// catches them all and would hide the inherited state).
+	c := exec.Command(nohup, append([]string{r.bin, "--root", r.root}, "create", "--bundle", dir, "sig1")...)
+	c.Stdout, c.Stderr = f, f
+	if err := c.Run(); err != nil {
+		b, _ := os.ReadFile(out)
+		t.Fatalf("nohup berth-runtime create: %v: %s", err, b)
+	}
+	r.ok("start", "sig1")
+	r.waitStatus("sig1", specs.StateStopped)
+	r.ok("delete", "sig1")
+	b, _ := os.ReadFile(out)
+	for _, want := range []string{"SigIgn:\t0000000000000000", "SigBlk:\t0000000000000000"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the container's signal state lacks %q:\n%s", want, b)
+		}
+	}
+}

@@ -154,8 +154,16 @@ func Serve(stateDir string) error {
 
 func ignoreSignals() {
 	// The shim has no terminal and its clients come and go: none of these
-	// may end it while its container runs.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	// may end it while its container runs. They are caught and dropped,
+	// not ignored: an ignored signal stays ignored across execve, and the
+	// runtime and the container would inherit that (a shell's trap on HUP
+	// or INT would never fire).
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	go func() {
+		for range ch {
+		}
+	}()
 }
 
 // runtimeArgs builds a runtime command line: the global flags, then args.

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,11 +118,34 @@ static void join_cgroups(void)
 	errno = 0;
 }
 
+// reset_signals gives the container's process every signal at its default
+// disposition and none blocked, whatever the runtime's caller ignored or
+// blocked: an ignored signal survives execve, and a container started
+// from a shell under nohup, or by an engine ignoring SIGHUP, would
+// otherwise never see it (a trap on it in the container would not fire).
+// The Go runtime then installs its own handlers, which execve resets.
+static void reset_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL); // refused for the libc's own: fine
+	}
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	errno = 0;
+}
+
 void berth_nsenter(void)
 {
 	const char *env = getenv("_BERTH_INITPIPE");
 	if (env == NULL || *env == '\0')
 		return;
+	reset_signals();
 	initpipe = atoi(env);
 	if (initpipe < 3) {
 		initpipe = -1;
