@@ -111,6 +111,11 @@ func TestContainersRunFlagsDocker(t *testing.T) {
 			if b, _ := os.ReadFile(cid); string(b) != created {
 				t.Errorf("the refused run changed the ID file: %q", b)
 			}
+			failed := filepath.Join(t.TempDir(), "cid")
+			e.c.Fails(t, "create", "--cidfile", failed, "--pull", "never", "no/such-image:1", "true")
+			if _, err := os.Stat(failed); err == nil {
+				t.Errorf("a failed create left its --cidfile %s", failed)
+			}
 
 			// Resources in the container's cgroup (v1 controllers here),
 			// under a --cgroup-parent inside the daemon's own.

@@ -766,9 +766,10 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 		if _, err := os.Stat(path); err == nil {
 			return "", errors.New("container ID file found, make sure the other container isn't running or delete " + path)
 		}
-		f, err := os.Create(path)
-		if err != nil {
-			return "", fmt.Errorf("failed to create the container ID file: %w", err)
+		// Not err: the deferred function reads the named result.
+		f, cerr := os.Create(path)
+		if cerr != nil {
+			return "", fmt.Errorf("failed to create the container ID file: %w", cerr)
 		}
 		defer func() {
 			if err == nil {
