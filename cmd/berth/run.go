@@ -41,7 +41,8 @@ type runOptions struct {
 	restart, pid, ipc, uts, cgroupns, pull                string
 	cpusetCPUs                                            string
 	env, envFile, labels, labelFile, volumes, tmpfs       opts.ListOpts
-	addHosts, devices, sysctls, securityOpts, capAdd      opts.ListOpts
+	addHosts, devices, securityOpts, capAdd               opts.ListOpts
+	sysctls                                               *opts.MapOpts
 	capDrop, groupAdd, dns, dnsSearch, dnsOpts, attach    opts.ListOpts
 	publish                                               opts.ListOpts
 	mounts                                                opts.MountOpt
@@ -90,7 +91,7 @@ func newRunOptions() *runOptions {
 	o.tmpfs = opts.NewListOpts(nil)
 	o.addHosts = opts.NewListOpts(opts.ValidateExtraHost)
 	o.devices = opts.NewListOpts(nil)
-	o.sysctls = opts.NewListOpts(opts.ValidateSysctl)
+	o.sysctls = opts.NewMapOpts(nil, opts.ValidateSysctl)
 	o.securityOpts = opts.NewListOpts(nil)
 	o.capAdd = opts.NewListOpts(nil)
 	o.capDrop = opts.NewListOpts(nil)
@@ -171,7 +172,7 @@ func (o *runOptions) addFlags(fl *pflag.FlagSet, run bool) {
 	fl.Var(&o.mounts, "mount", "attach a filesystem mount to the container")
 	fl.Var(&o.addHosts, "add-host", "add a custom host-to-IP mapping (host:ip)")
 	fl.Var(&o.devices, "device", "add a host device to the container")
-	fl.Var(&o.sysctls, "sysctl", "sysctl options")
+	fl.Var(o.sysctls, "sysctl", "sysctl options")
 	fl.Var(&o.securityOpts, "security-opt", "security options")
 	fl.Var(&o.capAdd, "cap-add", "add Linux capabilities")
 	fl.Var(&o.capDrop, "cap-drop", "drop Linux capabilities")
@@ -340,11 +341,7 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	sysctls := map[string]string{}
-	for _, s := range o.sysctls.GetSlice() {
-		k, v, _ := strings.Cut(s, "=")
-		sysctls[k] = v
-	}
+	sysctls := o.sysctls.GetAll()
 	var dns []netip.Addr
 	for _, s := range o.dns.GetSlice() {
 		a, err := netip.ParseAddr(s)
