@@ -80,3 +80,24 @@ func TestContainersInfoRuntimes(t *testing.T) {
 		t.Errorf("init binary %q, want the path of berth-init", got)
 	}
 }
+
+// TestContainersCreateChecks: what Docker refuses at create is refused at
+// create (no container is left), and a rename to the current name is an
+// invalid request, with Docker's words.
+func TestContainersCreateChecks(t *testing.T) {
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		if e.runtime != "" {
+			t.Skip("the daemon's checks, the same for every runtime")
+		}
+		if stderr := e.c.Fails(t, "create", "--memory", "1000", e.image, "true"); !strings.Contains(stderr, "Minimum memory limit allowed is 6MB") {
+			t.Errorf("create --memory 1000: %q", stderr)
+		}
+		if out := e.c.Must(t, "ps", "-aq"); out != "" {
+			t.Errorf("a refused create left containers: %q", out)
+		}
+		e.c.Must(t, "create", "--name", "same", e.image, "true")
+		if stderr := e.c.Fails(t, "rename", "same", "same"); !strings.Contains(stderr, "Renaming a container with the same name as its current name") {
+			t.Errorf("rename to the same name: %q", stderr)
+		}
+	})
+}

@@ -46,6 +46,9 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 	if err := validateHostConfig(hc); err != nil {
 		return "", err
 	}
+	if err := specgen.CheckResources(hc.Resources, cs.host); err != nil {
+		return "", errdefs.InvalidArgument(err)
+	}
 	rt := hc.Runtime
 	if rt == "" {
 		rt = cs.cfg.DefaultRuntime
@@ -357,6 +360,9 @@ func (cs *containers) start(ctx context.Context, c *ctr, byUser bool) error {
 	defer c.mu.Unlock()
 	if c.removing || c.rec.State.Status == StateRemoving {
 		return errdefs.Conflict(fmt.Errorf("container %s is marked for removal and cannot be started", c.rec.ID))
+	}
+	if c.rec.State.Status == StatePaused {
+		return errdefs.Conflict(errors.New("cannot start a paused container, try unpause instead"))
 	}
 	if c.running() {
 		return ErrNotModified
@@ -1019,6 +1025,12 @@ func (e *Engine) ContainerRename(ctx context.Context, ref, newName string) error
 	}
 	if newName == "" {
 		return errdefs.InvalidArgument(fmt.Errorf("neither old nor new names may be empty"))
+	}
+	c.mu.Lock()
+	same := strings.TrimPrefix(c.rec.Name, "/") == strings.TrimPrefix(newName, "/")
+	c.mu.Unlock()
+	if same {
+		return errdefs.InvalidArgument(errors.New("Renaming a container with the same name as its current name"))
 	}
 	name, err := cs.reserveName(newName, c.rec.ID)
 	if err != nil {

@@ -170,11 +170,17 @@ func blockDevice(in *Input, p, what string) (HostDevice, error) {
 	return HostDevice{}, invalid("%s %s: not a device", what, p)
 }
 
+// CheckResources refuses the resources Docker refuses at create (the
+// same checks Generate makes at start), so a bad limit fails the create.
+func CheckResources(r container.Resources, h Host) error {
+	return checkResources(&r, h)
+}
+
 // checkResources refuses what Docker refuses at create and drops what it
 // drops (swap limits on a host that cannot enforce them).
 func checkResources(r *container.Resources, h Host) error {
 	if r.Memory != 0 && r.Memory < minMemory {
-		return invalid("minimum memory limit allowed is 6MB")
+		return invalid("Minimum memory limit allowed is 6MB")
 	}
 	if r.Memory > 0 && r.MemorySwap != -1 && h.NoSwapLimit {
 		r.MemorySwap = -1
@@ -195,7 +201,7 @@ func checkResources(r *container.Resources, h Host) error {
 		return invalid("minimum memory reservation allowed is 6MB")
 	}
 	if r.Memory > 0 && r.MemoryReservation > 0 && r.Memory < r.MemoryReservation {
-		return invalid("minimum memory limit can not be less than memory reservation limit, see usage")
+		return invalid("Minimum memory limit can not be less than memory reservation limit, see usage")
 	}
 	if r.NanoCPUs > 0 && r.CPUPeriod > 0 {
 		return invalid("conflicting options: Nano CPUs and CPU Period cannot both be set")

@@ -705,7 +705,7 @@ func TestResources(t *testing.T) {
 		},
 		{name: "swap below memory", set: func(h *container.HostConfig) { h.Memory, h.MemorySwap = 256<<20, 128<<20 }, err: "minimum memoryswap limit should be larger than memory limit, see usage"},
 		{name: "swap without memory", set: func(h *container.HostConfig) { h.MemorySwap = 128 << 20 }, err: "you should always set the memory limit when using memoryswap limit, see usage"},
-		{name: "memory too small", set: func(h *container.HostConfig) { h.Memory = 1 << 20 }, err: "minimum memory limit allowed is 6MB"},
+		{name: "memory too small", set: func(h *container.HostConfig) { h.Memory = 1 << 20 }, err: "Minimum memory limit allowed is 6MB"},
 		{
 			name: "cpus",
 			set:  func(h *container.HostConfig) { h.NanoCPUs = 1500000000; h.CPUShares = 512; h.CpusetCpus = "0-1" },
