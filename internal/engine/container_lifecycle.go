@@ -1107,7 +1107,11 @@ func (e *Engine) ContainerResize(ctx context.Context, ref string, height, width 
 	if cl == nil {
 		return errdefs.Conflict(fmt.Errorf("container %s is not running", c.rec.ID))
 	}
-	return cl.Resize(ctx, height, width)
+	if err := cl.Resize(ctx, height, width); err != nil {
+		return err
+	}
+	e.emit("container", "resize", c.rec.ID, c.attributes("height", fmt.Sprint(height), "width", fmt.Sprint(width)))
+	return nil
 }
 
 // ContainersShutdown stops the engine's restart timers and health checks;

@@ -93,7 +93,7 @@ func (e *Engine) ContainerTop(ctx context.Context, ref, psArgs string) (containe
 	if err != nil {
 		return container.TopResponse{}, err
 	}
-	_, pid, err := cs.runningInit(ref)
+	c, pid, err := cs.runningInit(ref)
 	if err != nil {
 		return container.TopResponse{}, err
 	}
@@ -109,7 +109,11 @@ func (e *Engine) ContainerTop(ctx context.Context, ref, psArgs string) (containe
 	if err != nil {
 		return container.TopResponse{}, errdefs.InvalidArgument(fmt.Errorf("ps %s: %w", psArgs, err))
 	}
-	return parsePS(out, pids)
+	top, err := parsePS(out, pids)
+	if err == nil {
+		e.emit("container", "top", c.rec.ID, c.attributes())
+	}
+	return top, err
 }
 
 // parsePS keeps the rows of ps output whose PID column is in pids; the
