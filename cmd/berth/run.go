@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -37,7 +38,7 @@ import (
 // line; toConfig turns them into the API's create request.
 type runOptions struct {
 	name, hostname, domainname, user, workdir, entrypoint string
-	stopSignal, runtime, network, detachKeys, platform    string
+	stopSignal, runtime, detachKeys, platform             string
 	restart, pid, ipc, uts, cgroupns, pull                string
 	cpusetCPUs                                            string
 	env, envFile, labels, labelFile, volumes, tmpfs       opts.ListOpts
@@ -77,6 +78,8 @@ type runOptions struct {
 	cpuCount, cpuPercent, cpuRtPeriod, cpuRtRuntime       int64
 	memorySwappiness                                      int64
 	quiet, useAPISocket, disableContentTrust              bool
+
+	networks opts.NetworkOpt
 
 	flags *pflag.FlagSet
 }
@@ -152,8 +155,8 @@ func (o *runOptions) addFlags(fl *pflag.FlagSet, run bool) {
 	fl.StringVar(&o.stopSignal, "stop-signal", "", "signal to stop the container")
 	fl.IntVar(&o.stopTimeout, "stop-timeout", 0, "timeout (in seconds) to stop a container")
 	fl.StringVar(&o.runtime, "runtime", "", "runtime to use for this container")
-	fl.StringVar(&o.network, "network", "", "connect a container to a network (none, host)")
-	fl.StringVar(&o.network, "net", "", "connect a container to a network")
+	fl.Var(&o.networks, "network", "connect a container to a network (none, host)")
+	fl.Var(&o.networks, "net", "connect a container to a network")
 	_ = fl.MarkHidden("net")
 	fl.StringVar(&o.platform, "platform", "", "set platform if server is multi-platform capable")
 	fl.StringVar(&o.restart, "restart", "no", "restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)")
@@ -462,12 +465,13 @@ func (o *runOptions) toConfig(args []string) (*createRequest, error) {
 		t := o.stopTimeout
 		cfg.StopTimeout = &t
 	}
-	if o.network == "none" {
+	netMode := container.NetworkMode(o.networks.NetworkMode())
+	if netMode.IsNone() {
 		cfg.NetworkDisabled = true
 	}
 	hc := &container.HostConfig{
 		Binds:           binds,
-		NetworkMode:     container.NetworkMode(o.network),
+		NetworkMode:     netMode,
 		RestartPolicy:   restart,
 		AutoRemove:      o.rm,
 		CapAdd:          o.capAdd.GetSlice(),
@@ -586,64 +590,136 @@ func splitLogOpts(in []string) []string {
 	return out
 }
 
-// endpoints builds the networking config as docker's CLI does: --ip,
-// --ip6, --link-local-ip, --mac-address, --network-alias (and --link on a
-// user-defined network) set the endpoint of the container's network; the
-// daemon decides whether it can honour them.
+// endpoints builds the networking config as docker's CLI does: each
+// --network (name or the long syntax name=...,alias=...,ip=...) is an
+// endpoint; --ip, --ip6, --link-local-ip, --mac-address, --network-alias
+// (and --link on a user-defined network) set the first one. The daemon
+// decides whether it can honour them.
 func (o *runOptions) endpoints() (map[string]*network.EndpointSettings, error) {
-	target := o.network
-	if target == "" {
-		target = "default"
+	nets := o.networks.Value()
+	if len(nets) == 0 {
+		// Without --network, docker always names the default endpoint.
+		nets = []opts.NetworkAttachmentOpts{{Target: "default"}}
 	}
-	userDefined := container.NetworkMode(target).IsUserDefined()
-	ep := &network.EndpointSettings{}
-	if o.aliases.Len() > 0 {
-		if !userDefined {
-			return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+	out := make(map[string]*network.EndpointSettings, len(nets))
+	var userDefined, builtin bool
+	for i, n := range nets {
+		if container.NetworkMode(n.Target).IsUserDefined() {
+			userDefined = true
+		} else {
+			builtin = true
 		}
-		ep.Aliases = o.aliases.GetSlice()
+		if i == 0 {
+			if err := o.applyEndpointFlags(&n); err != nil {
+				return nil, err
+			}
+		}
+		ep, err := endpointSettings(n)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := out[n.Target]; dup {
+			return nil, fmt.Errorf("network %q is specified multiple times", n.Target)
+		}
+		// One network given without options: docker leaves it out.
+		if o.networks.Value() != nil && i == 0 && len(nets) == 1 && reflect.ValueOf(*ep).IsZero() {
+			continue
+		}
+		out[n.Target] = ep
 	}
-	if userDefined && o.links.Len() > 0 {
-		ep.Links = o.links.GetSlice()
+	if userDefined && builtin {
+		return nil, errors.New("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
 	}
-	ipam := &network.EndpointIPAMConfig{}
+	return out, nil
+}
+
+// applyEndpointFlags sets the single-network flags on the first network,
+// refusing them where its long syntax already set the same thing.
+func (o *runOptions) applyEndpointFlags(n *opts.NetworkAttachmentOpts) error {
+	conflict := func(flag, what string) error {
+		return fmt.Errorf("conflicting options: cannot specify both %s and per-network %s", flag, what)
+	}
+	if o.aliases.Len() > 0 {
+		if len(n.Aliases) > 0 {
+			return conflict("--network-alias", "alias")
+		}
+		n.Aliases = o.aliases.GetSlice()
+	}
+	if o.links.Len() > 0 && container.NetworkMode(n.Target).IsUserDefined() {
+		if len(n.Links) > 0 {
+			return conflict("--link", "links")
+		}
+		n.Links = o.links.GetSlice()
+	}
 	if o.ip != "" {
+		if n.IPv4Address.IsValid() {
+			return conflict("--ip", "IPv4 address")
+		}
 		a, err := netip.ParseAddr(strings.TrimSpace(o.ip))
 		if err != nil || !a.Unmap().Is4() {
-			return nil, fmt.Errorf("invalid argument %q for \"--ip\" flag: not an IPv4 address", o.ip)
+			return fmt.Errorf("invalid argument %q for \"--ip\" flag: not an IPv4 address", o.ip)
 		}
-		ipam.IPv4Address = a.Unmap()
+		n.IPv4Address = a.Unmap()
 	}
 	if o.ip6 != "" {
+		if n.IPv6Address.IsValid() {
+			return conflict("--ip6", "IPv6 address")
+		}
 		a, err := netip.ParseAddr(strings.TrimSpace(o.ip6))
 		if err != nil {
-			return nil, fmt.Errorf("invalid argument %q for \"--ip6\" flag: %w", o.ip6, err)
+			return fmt.Errorf("invalid argument %q for \"--ip6\" flag: %w", o.ip6, err)
 		}
-		ipam.IPv6Address = a
-	}
-	for _, s := range o.linkLocalIPs.GetSlice() {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("invalid argument %q for \"--link-local-ip\" flag: %w", s, err)
-		}
-		ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
-	}
-	if ipam.IPv4Address.IsValid() || ipam.IPv6Address.IsValid() || len(ipam.LinkLocalIPs) > 0 {
-		ep.IPAMConfig = ipam
+		n.IPv6Address = a
 	}
 	if o.macAddress != "" {
-		ma, err := net.ParseMAC(strings.TrimSpace(o.macAddress))
+		if n.MacAddress != "" {
+			return conflict("--mac-address", "MAC address")
+		}
+		n.MacAddress = o.macAddress
+	}
+	if o.linkLocalIPs.Len() > 0 {
+		if len(n.LinkLocalIPs) > 0 {
+			return conflict("--link-local-ip", "link-local IP addresses")
+		}
+		for _, s := range o.linkLocalIPs.GetSlice() {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				return fmt.Errorf("invalid argument %q for \"--link-local-ip\" flag: %w", s, err)
+			}
+			n.LinkLocalIPs = append(n.LinkLocalIPs, a)
+		}
+	}
+	return nil
+}
+
+// endpointSettings is the API's endpoint for one network attachment.
+func endpointSettings(n opts.NetworkAttachmentOpts) (*network.EndpointSettings, error) {
+	if strings.TrimSpace(n.Target) == "" {
+		return nil, errors.New("no name set for network")
+	}
+	if !container.NetworkMode(n.Target).IsUserDefined() {
+		if len(n.Aliases) > 0 {
+			return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+		}
+		if len(n.Links) > 0 {
+			return nil, errors.New("links are only supported for user-defined networks")
+		}
+	}
+	ep := &network.EndpointSettings{GwPriority: n.GwPriority, Aliases: n.Aliases, Links: n.Links}
+	if len(n.DriverOpts) > 0 {
+		ep.DriverOpts = n.DriverOpts
+	}
+	if n.IPv4Address.IsValid() || n.IPv6Address.IsValid() || len(n.LinkLocalIPs) > 0 {
+		ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: n.IPv4Address, IPv6Address: n.IPv6Address, LinkLocalIPs: n.LinkLocalIPs}
+	}
+	if n.MacAddress != "" {
+		ma, err := net.ParseMAC(strings.TrimSpace(n.MacAddress))
 		if err != nil {
-			return nil, fmt.Errorf("%s is not a valid mac address", o.macAddress)
+			return nil, fmt.Errorf("%s is not a valid mac address", n.MacAddress)
 		}
 		ep.MacAddress = network.HardwareAddr(ma)
 	}
-	// Without --network, docker always names the default endpoint; with
-	// one, it leaves an endpoint without options out.
-	if o.network != "" && ep.Aliases == nil && ep.Links == nil && ep.IPAMConfig == nil && ep.MacAddress == nil {
-		return map[string]*network.EndpointSettings{}, nil
-	}
-	return map[string]*network.EndpointSettings{target: ep}, nil
+	return ep, nil
 }
 
 // parseRestart parses --restart no|on-failure[:N]|always|unless-stopped.

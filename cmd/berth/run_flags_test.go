@@ -97,6 +97,18 @@ func TestRunEndpointFlags(t *testing.T) {
 		ep.MacAddress.String() != "92:d0:c6:0a:29:33" {
 		t.Errorf("endpoint = %+v", ep)
 	}
+	// docker's long syntax.
+	req, err = parseRun(t, "--network", "name=none,alias=x", "busybox")
+	if err == nil || !strings.Contains(err.Error(), "only supported for user-defined networks") {
+		t.Errorf("--network name=none,alias=x: %v", err)
+	}
+	req, err = parseRun(t, "--network", "name=host,ip=10.0.0.9", "busybox")
+	if err != nil || req.hostConfig.NetworkMode != "host" || req.networking.EndpointsConfig["host"].IPAMConfig.IPv4Address != netip.MustParseAddr("10.0.0.9") {
+		t.Errorf("--network name=host,ip=10.0.0.9: %v", err)
+	}
+	if _, err := parseRun(t, "--network", "name=host,ip=10.0.0.9", "--ip", "10.0.0.8", "busybox"); err == nil || !strings.Contains(err.Error(), "conflicting options") {
+		t.Errorf("--ip with a per-network ip: %v", err)
+	}
 	// A network without endpoint options is left out, as docker does.
 	if req, err := parseRun(t, "--network", "none", "busybox"); err != nil || len(req.networking.EndpointsConfig) != 0 {
 		t.Errorf("--network none: %v %v", req.networking.EndpointsConfig, err)

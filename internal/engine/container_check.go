@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,15 @@ import (
 func (e *Engine) CheckCreate(cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) ([]string, error) {
 	var warnings []string
 	if nc != nil {
+		if len(nc.EndpointsConfig) > 1 {
+			var names []string
+			for name := range nc.EndpointsConfig {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			return nil, errdefs.InvalidArgument(fmt.Errorf("a container joins one network (--network given %d times: %s); berthd has the network modes none and host",
+				len(names), strings.Join(names, ", ")))
+		}
 		for name, ep := range nc.EndpointsConfig {
 			if err := checkEndpoint(name, ep); err != nil {
 				return nil, err

@@ -26,6 +26,7 @@ func TestCheckCreateRefusesNamingTheOption(t *testing.T) {
 		{nc: ipam(network.EndpointIPAMConfig{IPv6Address: netip.MustParseAddr("2001:db8::2")}), want: "--ip6"},
 		{nc: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"x": {MacAddress: network.HardwareAddr{1, 2, 3, 4, 5, 6}, Aliases: []string{"a"}}}}, want: "--mac-address, --network-alias are not supported"},
 		{hc: container.HostConfig{Links: []string{"db:db"}}, want: "--link db:db"},
+		{nc: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"host": {}, "none": {}}}, want: "--network given 2 times: host, none"},
 		{hc: container.HostConfig{StorageOpt: map[string]string{"size": "1G"}}, want: "--storage-opt"},
 		{hc: container.HostConfig{VolumeDriver: "nfs"}, want: "--volume-driver"},
 		{hc: container.HostConfig{Isolation: "hyperv"}, want: "--isolation"},
