@@ -239,6 +239,18 @@ func checkLogConfig(lc container.LogConfig) error {
 			if b {
 				return errdefs.InvalidArgument(fmt.Errorf("log opt compress=true is not supported: berthd does not compress rotated logs"))
 			}
+		case "mode":
+			// Docker's log modes, for every driver: berthd's shim writes
+			// each line to the log before it reads more output.
+			switch v {
+			case "", "blocking":
+			case "non-blocking":
+				return errdefs.InvalidArgument(fmt.Errorf("log opt mode=non-blocking is not supported: berthd writes container logs in blocking mode"))
+			default:
+				return errdefs.InvalidArgument(fmt.Errorf("invalid log opt mode %q: blocking or non-blocking", v))
+			}
+		case "max-buffer-size":
+			return errdefs.InvalidArgument(fmt.Errorf("log opt max-buffer-size is only supported with mode=non-blocking, which berthd does not have"))
 		case "labels", "labels-regex", "env", "env-regex", "tag":
 			return errdefs.InvalidArgument(fmt.Errorf("log opt %s is not supported: berthd's json-file log records no attributes", k))
 		default:

@@ -40,6 +40,8 @@ func TestCheckCreateRefusesNamingTheOption(t *testing.T) {
 		{hc: container.HostConfig{LogConfig: container.LogConfig{Config: map[string]string{"compress": "true"}}}, want: "compress"},
 		{hc: container.HostConfig{LogConfig: container.LogConfig{Config: map[string]string{"labels": "a"}}}, want: "labels"},
 		{hc: container.HostConfig{LogConfig: container.LogConfig{Config: map[string]string{"what": "a"}}}, want: "unknown log opt 'what'"},
+		{hc: container.HostConfig{LogConfig: container.LogConfig{Config: map[string]string{"mode": "non-blocking"}}}, want: "mode=non-blocking"},
+		{hc: container.HostConfig{LogConfig: container.LogConfig{Config: map[string]string{"max-buffer-size": "4m"}}}, want: "max-buffer-size"},
 		{hc: container.HostConfig{VolumesFrom: []string{"c:rx"}}, want: "invalid mode for volumes-from"},
 		{hc: container.HostConfig{VolumesFrom: []string{":ro"}}, want: "--volumes-from"},
 		{hc: container.HostConfig{Resources: container.Resources{CPURealtimePeriod: 1000, CPURealtimeRuntime: 2000}}, want: "cannot be higher"},
@@ -60,7 +62,7 @@ func TestCheckCreateAccepts(t *testing.T) {
 	e := &Engine{}
 	hc := &container.HostConfig{
 		Isolation: "default", VolumeDriver: "local", UsernsMode: "host", VolumesFrom: []string{"a", "b:ro", "c:rw,z"},
-		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3", "compress": "false"}},
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3", "compress": "false", "mode": "blocking"}},
 		Resources: container.Resources{CPUCount: 2, CPUPercent: 50, CPURealtimePeriod: 500000},
 	}
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"default": {}}}
