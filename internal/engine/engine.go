@@ -128,6 +128,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(cfg.DataRoot, 0o711); err != nil {
 		return nil, fmt.Errorf("create data root %s: %w", cfg.DataRoot, err)
 	}
+	if err := privateVolumesRoot(filepath.Join(cfg.DataRoot, "volumes")); err != nil {
+		return nil, err
+	}
 	cs, err := content.Open(filepath.Join(cfg.DataRoot, "content"))
 	if err != nil {
 		return nil, err

@@ -60,6 +60,20 @@ var validVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 func (e *Engine) volumesRoot() string { return filepath.Join(e.cfg.DataRoot, "volumes") }
 
+// privateVolumesRoot makes the volumes directory root's alone (0700), also
+// when an earlier version left it open: a container's root can leave a
+// setuid-root program in a volume, and a host user able to reach _data
+// could run it (Docker's CVE-2021-41091). Only root ever needs to get in.
+func privateVolumesRoot(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create volumes directory %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restrict volumes directory %s: %w", dir, err)
+	}
+	return nil
+}
+
 func (e *Engine) volumeDir(name string) string { return filepath.Join(e.volumesRoot(), name) }
 
 func (e *Engine) readVolume(name string) (volMeta, error) {
@@ -124,6 +138,9 @@ func (e *Engine) createVolume(name string, labels, opts map[string]string, anony
 		return m, nil
 	}
 	dir := e.volumeDir(name)
+	if err := privateVolumesRoot(e.volumesRoot()); err != nil {
+		return volMeta{}, err
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "_data"), 0o755); err != nil {
 		return volMeta{}, fmt.Errorf("create volume %s: %w", name, err)
 	}
