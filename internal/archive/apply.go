@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -506,9 +507,7 @@ func (x *extractor) setMetaAt(dirfd int, base string, hdr *tar.Header, chmod boo
 		}
 	}
 	if chmod {
-		// base was just created by mknodat in a directory only the
-		// extraction writes to: it is not a symlink.
-		if err := unix.Fchmodat(dirfd, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
+		if err := chmodNode(dirfd, base, uint32(hdr.Mode)&0o7777); err != nil {
 			return fmt.Errorf("chmod %o: %w", hdr.Mode&0o7777, err)
 		}
 	}
@@ -522,6 +521,29 @@ func (x *extractor) setMetaAt(dirfd int, base string, hdr *tar.Header, chmod boo
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
+}
+
+// chmodNode sets the mode of the device node or fifo base in dirfd without
+// following a symlink: the directory may be a live container's, whose
+// processes can replace the node made a moment ago by a symlink to a host
+// file (fchmodat has no AT_SYMLINK_NOFOLLOW). The node is pinned by an
+// O_PATH descriptor, checked, and changed through it.
+func chmodNode(dirfd int, base string, mode uint32) error {
+	fd, err := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
+	default:
+		return fmt.Errorf("%s was replaced while it was extracted (now of type %#o)", base, st.Mode&unix.S_IFMT)
+	}
+	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
 }
 
 // setTimes sets the times of the directory rel, looked up inside the root.
