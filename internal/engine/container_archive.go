@@ -413,12 +413,20 @@ func buildPrivateView(dir string, mountRootfs func(string) error, mounts []viewM
 	}()
 	ordered := append([]viewMount(nil), mounts...)
 	sort.SliceStable(ordered, func(i, j int) bool { return depth(ordered[i].Dest) < depth(ordered[j].Dest) })
+	// Volumes receive the image's content from the root filesystem alone,
+	// before any mount is attached, as at a start (and as Docker copies from
+	// the image): the copy walks paths, and through another mount (a volume
+	// a running container shares, a bind) it would take that mount's
+	// content, and a process there could swap a directory for a symlink
+	// under the walk and have host files copied into the volume.
 	for _, m := range ordered {
 		if m.Volume != "" && populate != nil {
 			if err := populate(dir, m); err != nil {
 				return nil, err
 			}
 		}
+	}
+	for _, m := range ordered {
 		if err := attachViewMount(root, m); err != nil {
 			return nil, err
 		}

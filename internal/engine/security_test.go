@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	bmount "github.com/berth-project/berth/internal/mount"
 )
 
 // TestVolumesRootIsPrivate: the volumes directory is root's alone, also when
@@ -43,4 +45,55 @@ func TestVolumesRootIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("made again by volume create")
+}
+
+// TestViewPopulatesVolumesFromRootFilesystemOnly: a stopped container's view
+// fills a volume used for the first time with the image's content at its
+// destination, read from the root filesystem alone, never through another
+// of the container's mounts above it (a volume a running container shares,
+// whose processes could swap a directory for a symlink under the copy).
+func TestViewPopulatesVolumesFromRootFilesystemOnly(t *testing.T) {
+	if !inArchiveChild(t) {
+		return
+	}
+	base := t.TempDir()
+	rootfs, shared, vol := filepath.Join(base, "rootfs"), filepath.Join(base, "shared"), filepath.Join(base, "vol")
+	for p, data := range map[string]string{
+		filepath.Join(rootfs, "a", "b", "image-file"):  "from the image\n",
+		filepath.Join(shared, "b", "other-mount-file"): "from another mount\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mounts := []viewMount{
+		{Dest: "/a", Source: shared, RW: true, Volume: "shared"},
+		{Dest: "/a/b", Source: vol, RW: true, Volume: "fresh"},
+	}
+	populate := func(root string, m viewMount) error {
+		if m.Volume != "fresh" {
+			return nil // already populated
+		}
+		return copyImageContent(root, m.Dest, m.Source)
+	}
+	mountRootfs := func(target string) error {
+		return bmount.Mount{Type: "bind", Source: rootfs, Options: []string{"rbind"}}.Mount(target)
+	}
+	v, err := openPrivateView(t.TempDir(), mountRootfs, mounts, false, populate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if b, err := os.ReadFile(filepath.Join(vol, "image-file")); err != nil || string(b) != "from the image\n" {
+		t.Errorf("the fresh volume lacks the image's file: %q %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(vol, "other-mount-file")); err == nil {
+		t.Errorf("the fresh volume was filled through another mount of the container")
+	}
 }
