@@ -50,6 +50,7 @@ type applyOptions struct {
 	maxEntries int
 	devices    bool
 	ownership  bool
+	plainNames bool
 }
 
 // WithMaxSize bounds the uncompressed size of the layer (DefaultMaxSize).
@@ -68,6 +69,12 @@ func WithDevices(allow bool) ApplyOpt { return func(o *applyOptions) { o.devices
 // WithOwnership says whether the entries' owners are applied (lchown). The
 // default is to apply them when running as root and not otherwise.
 func WithOwnership(apply bool) ApplyOpt { return func(o *applyOptions) { o.ownership = apply } }
+
+// WithPlainNames extracts ".wh." entries as the files they name instead of
+// applying them as whiteouts: for an archive that is not an image layer
+// (docker cp), where such a name must neither delete what is there nor mark
+// a directory opaque.
+func WithPlainNames() ApplyOpt { return func(o *applyOptions) { o.plainNames = true } }
 
 // ErrLimit is the class of the error Apply returns when a layer exceeds the
 // size or entry bounds; it is also of class errdefs.ErrInvalidArgument.
@@ -261,7 +268,7 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	}
 	dirRel, base := path.Dir(rel), path.Base(rel)
 
-	if strings.HasPrefix(base, WhiteoutPrefix) {
+	if strings.HasPrefix(base, WhiteoutPrefix) && !x.opts.plainNames {
 		return x.whiteout(dirRel, base)
 	}
 	if rel == "." {

@@ -1110,7 +1110,8 @@ func (v *fsView) extract(ctx context.Context, p string, r io.Reader, noOverwrite
 	}
 	// The extraction is confined to the directory's descriptor: archive.Apply
 	// resolves every entry in it with RESOLVE_IN_ROOT.
-	_, _, err = archive.Apply(ctx, "/proc/self/fd/"+strconv.Itoa(int(dir.Fd())), r)
+	// Not a layer: ".wh." names are files like any other, as in Docker.
+	_, _, err = archive.Apply(ctx, "/proc/self/fd/"+strconv.Itoa(int(dir.Fd())), r, archive.WithPlainNames())
 	if filtered != nil {
 		pr.Close() // a filter still writing stops
 		var conflict *copyConflictError

@@ -97,3 +97,23 @@ func TestViewPopulatesVolumesFromRootFilesystemOnly(t *testing.T) {
 		t.Errorf("the fresh volume was filled through another mount of the container")
 	}
 }
+
+// TestExtractTakesWhiteoutNamesLiterally: cp into a container is not a
+// layer: an entry named ".wh.<name>" is a file of that name, as in Docker;
+// it neither deletes <name> nor marks the directory opaque.
+func TestExtractTakesWhiteoutNamesLiterally(t *testing.T) {
+	if !inArchiveChild(t) {
+		return
+	}
+	f := newViewFixture(t)
+	v := f.open(t, false)
+	if err := v.extract(context.Background(), "/data", tarWith(t, ".wh.f", "literal\n"), false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(f.vol, "f")); err != nil || string(b) != "in the volume\n" {
+		t.Errorf("the volume's f after extracting .wh.f: %q %v, want it untouched", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(f.vol, ".wh.f")); err != nil || string(b) != "literal\n" {
+		t.Errorf(".wh.f: %q %v, want the archive's file", b, err)
+	}
+}
