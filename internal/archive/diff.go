@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,19 +130,7 @@ func (d *differ) entry(dirfd int, name, rel string) error {
 			d.links[id] = rel
 		}
 		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
-		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		f := os.NewFile(uintptr(fd), rel)
-		defer f.Close()
-		if err := d.tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := io.Copy(d.tw, f); err != nil {
-			return fmt.Errorf("copy content: %w", err)
-		}
-		return nil
+		return d.regular(dirfd, name, hdr, &st)
 	case unix.S_IFDIR:
 		hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
 		opaque := false
@@ -182,6 +171,40 @@ func (d *differ) entry(dirfd int, name, rel string) error {
 		return nil // sockets cannot be archived; Docker skips them too
 	}
 	return d.tw.WriteHeader(hdr)
+}
+
+// regular writes the regular file name of dirfd, whose stat was st. The
+// file is opened for reading only once it is known to be that very file:
+// in a running container's tree (export) a process can replace it after
+// the stat by a FIFO (an open that never returns) or a device node it may
+// not open itself but the engine, outside the container's device cgroup,
+// could (a host disk's content in the archive).
+func (d *differ) regular(dirfd int, name string, hdr *tar.Header, st *unix.Stat_t) error {
+	pfd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	var now unix.Stat_t
+	if err := unix.Fstat(pfd, &now); err != nil {
+		return err
+	}
+	if now.Mode&unix.S_IFMT != unix.S_IFREG || now.Dev != st.Dev || now.Ino != st.Ino {
+		return fmt.Errorf("%s changed while it was archived (no longer the regular file it was)", name)
+	}
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), hdr.Name)
+	defer f.Close()
+	if err := d.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(d.tw, f); err != nil {
+		return fmt.Errorf("copy content: %w", err)
+	}
+	return nil
 }
 
 func readlinkat(dirfd int, name string) (string, error) {

@@ -2,6 +2,8 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -54,5 +56,52 @@ func TestChmodOfNodeNeverFollowsASymlink(t *testing.T) {
 	}
 	if fi, err := os.Lstat(filepath.Join(dir, "fifo")); err != nil || fi.Mode().Perm() != 0o640 || fi.Mode()&os.ModeNamedPipe == 0 {
 		t.Errorf("fifo after chmod: %v %v, want a named pipe 0640", fi.Mode(), err)
+	}
+}
+
+// TestDiffReadsOnlyTheRegularFileItStatted: Diff (export of a running
+// container) stats a file, then opens it; a process that replaces it in
+// between by a device node (which the engine, outside the container's
+// device cgroup, could open: a host disk) or a FIFO must get an error, not
+// the device's content in the archive nor a hang.
+func TestDiffReadsOnlyTheRegularFileItStatted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod of a device node needs root")
+	}
+	dir := t.TempDir()
+	dirfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dirfd)
+	p := filepath.Join(dir, "f")
+	for _, swap := range []struct {
+		kind string
+		mode uint32
+		dev  int
+	}{{"device", unix.S_IFCHR | 0o644, int(unix.Mkdev(1, 5))}, {"fifo", unix.S_IFIFO | 0o644, 0}} {
+		if err := os.WriteFile(p, []byte("real\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, "f", &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			t.Fatal(err)
+		}
+		// The container's move: /dev/zero stands for a host disk.
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mknod(p, swap.mode, swap.dev); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		d := &differ{ctx: context.Background(), tw: tar.NewWriter(&buf), links: map[fileID]string{}}
+		hdr := &tar.Header{Name: "f", Typeflag: tar.TypeReg, Size: st.Size, Mode: 0o644}
+		if err := d.regular(dirfd, "f", hdr, &st); err == nil || buf.Len() > 0 {
+			t.Errorf("a regular file replaced by a %s was archived (error %v): %d bytes written", swap.kind, err, buf.Len())
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
