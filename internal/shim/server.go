@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"golang.org/x/sys/unix"
@@ -164,6 +165,37 @@ func ignoreSignals() {
 		for range ch {
 		}
 	}()
+	resetIgnoredSignals()
+}
+
+// kernelSigaction is the kernel's struct sigaction (amd64, arm64).
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// resetIgnoredSignals sets every signal the shim inherited as ignored back
+// to its default, so the runtime it starts (runc or crun included) and
+// the container do not inherit SIG_IGN through execve. The Go runtime
+// leaves some inherited ignores in place (SIGHUP, SIGINT and the real-time
+// signals libc uses); handlers the Go runtime installed are not touched.
+func resetIgnoredSignals() {
+	for sig := 1; sig < 65; sig++ {
+		if sig == int(syscall.SIGKILL) || sig == int(syscall.SIGSTOP) {
+			continue
+		}
+		var old kernelSigaction
+		if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+			continue
+		}
+		if old.handler != 1 { // SIG_IGN
+			continue
+		}
+		dfl := kernelSigaction{} // SIG_DFL
+		unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+	}
 }
 
 // runtimeArgs builds a runtime command line: the global flags, then args.

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -123,16 +124,29 @@ static void join_cgroups(void)
 // blocked: an ignored signal survives execve, and a container started
 // from a shell under nohup, or by an engine ignoring SIGHUP, would
 // otherwise never see it (a trap on it in the container would not fire).
-// The Go runtime then installs its own handlers, which execve resets.
+// Only ignored signals are touched, through the kernel directly: libc
+// refuses its own real-time signals (32, 33) in sigaction, and a handler
+// libc installed for them must stay. The Go runtime then installs its own
+// handlers, which execve resets.
+struct kernel_sigaction {
+	unsigned long handler;
+	unsigned long flags;
+	unsigned long restorer;
+	unsigned long mask;
+};
+
 static void reset_signals(void)
 {
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL); // refused for the libc's own: fine
+	for (int sig = 1; sig < 65; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		struct kernel_sigaction old, dfl;
+		memset(&old, 0, sizeof(old));
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.handler = (unsigned long)SIG_DFL;
+		if (syscall(SYS_rt_sigaction, sig, NULL, &old, sizeof(old.mask)) == 0 &&
+		    old.handler == (unsigned long)SIG_IGN)
+			syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
 	}
 	sigset_t none;
 	sigemptyset(&none);
