@@ -836,11 +836,13 @@ func (c *cli) createContainer(ctx context.Context, api *client.Client, o *runOpt
 	// --cidfile: refused when the file exists (another container may own
 	// it); created now, removed again unless the ID was written.
 	if path := req.hostConfig.ContainerIDFile; path != "" {
-		if _, err := os.Stat(path); err == nil {
+		// O_EXCL: never through a symlink planted there (a dangling one
+		// would have a root-run client create the file it points to).
+		// Not err: the deferred function reads the named result.
+		f, cerr := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(cerr, os.ErrExist) {
 			return "", errors.New("container ID file found, make sure the other container isn't running or delete " + path)
 		}
-		// Not err: the deferred function reads the named result.
-		f, cerr := os.Create(path)
 		if cerr != nil {
 			return "", fmt.Errorf("failed to create the container ID file: %w", cerr)
 		}
