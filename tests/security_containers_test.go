@@ -53,7 +53,10 @@ func TestSecurityInitBinaryIsReadOnly(t *testing.T) {
 	}
 	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
 		out, _, _ := e.run("--rm", "--init", e.image, "sh", "-c",
-			"chmod 4755 /sbin/docker-init && echo CHMOD-OK; (echo x >> /sbin/docker-init) 2>/dev/null && echo WRITE-OK; true")
+			"test -x /sbin/docker-init && echo RAN; chmod 4755 /sbin/docker-init && echo CHMOD-OK; (echo x >> /sbin/docker-init) 2>/dev/null && echo WRITE-OK; true")
+		if !strings.Contains(out, "RAN") {
+			t.Fatalf("the container with --init did not run: %q", out)
+		}
 		if strings.Contains(out, "CHMOD-OK") || strings.Contains(out, "WRITE-OK") {
 			t.Errorf("the container changed the init binary: %q", out)
 		}
