@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/shim"
 )
 
 // containerRoutes registers the container, exec, volume and event routes.
@@ -119,7 +121,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, legacyInspect(out))
 }
 
 // noContent answers 204, or 304 when the engine found nothing to do.
@@ -323,12 +325,10 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// As Docker: a tail that is not a number means all of the log.
 	tail := -1
-	if v := q.Get("tail"); v != "" && v != "all" {
-		if tail, err = strconv.Atoi(v); err != nil {
-			writeError(w, errdefs.InvalidArgument(fmt.Errorf("invalid tail %q", v)))
-			return
-		}
+	if n, err := strconv.Atoi(q.Get("tail")); err == nil {
+		tail = n
 	}
 	tty, entries, err := s.eng.ContainerLogs(r.Context(), r.PathValue("id"), engine.LogsOptions{
 		Follow: boolValue(r, "follow"), Since: since, Until: until, Tail: tail,
@@ -343,7 +343,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		f.Flush()
 	}
 	stdout, stderr := streamWriters(&lockedWriter{mu: new(sync.Mutex), w: w}, tty)
-	timestamps := boolValue(r, "timestamps")
+	timestamps, details := boolValue(r, "timestamps"), boolValue(r, "details")
 	for e, err := range entries {
 		if err != nil {
 			s.log.Debug("read logs", "id", r.PathValue("id"), "err", err)
@@ -358,10 +358,26 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		} else if !wantOut {
 			continue
 		}
-		if _, err := dst.Write(e.Format(timestamps)); err != nil {
+		if _, err := dst.Write(logLine(e, timestamps, details)); err != nil {
 			return
 		}
 	}
+}
+
+// logLine renders a log entry as Docker's logs endpoint does: with details,
+// the entry's attributes (Berth's json-file log keeps none) and a space before
+// the line; with timestamps, the time in RFC 3339 with nanoseconds padded to
+// nine digits and a space before that.
+func logLine(e shim.LogEntry, timestamps, details bool) []byte {
+	var b []byte
+	if timestamps {
+		b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z07:00")
+		b = append(b, ' ')
+	}
+	if details {
+		b = append(b, ' ')
+	}
+	return append(b, e.Line...)
 }
 
 func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
@@ -414,7 +430,9 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.eng.ExecStart(ctx, id, opts); err != nil && !errors.Is(err, engine.ErrDetached) {
 		s.log.Debug("exec ended", "id", id, "err", err)
-		fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
+		// As Docker: the reason is written to the exec's output stream
+		// (its status, 126, is in the exec's inspect).
+		fmt.Fprintf(opts.Stdout, "%v\r\n", err)
 	}
 }
 
@@ -481,18 +499,39 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, m := range past {
-		_ = enc.Encode(m)
+		_ = enc.Encode(legacyEvent(m))
 	}
 	flush()
 	if live == nil {
 		return
 	}
 	for m := range live {
-		if err := enc.Encode(m); err != nil {
+		if err := enc.Encode(legacyEvent(m)); err != nil {
 			return
 		}
 		flush()
 	}
+}
+
+// eventMessage is an event as API versions before 1.52 send it: with the
+// deprecated status, id and from fields Docker still fills for container
+// and image events, which `docker events --format '{{.Status}}'` reads.
+type eventMessage struct {
+	Status string `json:"status,omitempty"`
+	ID     string `json:"id,omitempty"`
+	From   string `json:"from,omitempty"`
+	events.Message
+}
+
+func legacyEvent(m events.Message) eventMessage {
+	out := eventMessage{Message: m}
+	switch m.Type {
+	case events.ContainerEventType:
+		out.Status, out.ID, out.From = string(m.Action), m.Actor.ID, m.Actor.Attributes["image"]
+	case events.ImageEventType:
+		out.Status, out.ID = string(m.Action), m.Actor.ID
+	}
+	return out
 }
 
 func (s *Server) containerTop(w http.ResponseWriter, r *http.Request) {

@@ -40,6 +40,11 @@ func (s *Server) routes() {
 	// Containers, execs, volumes and events (container*.go, volume.go).
 	s.containerRoutes(m)
 
+	// docker system df and the steps of docker system prune (system_df.go).
+	m.HandleFunc("GET /system/df", s.systemDF)
+	m.HandleFunc("POST /networks/prune", s.networksPrune)
+	m.HandleFunc("POST /build/prune", s.buildPrune)
+
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.NotFound(fmt.Errorf("page not found")))
 	})

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/specgen"
 )
 
 // CheckCreate refuses, before a container is created, the parts of a
@@ -40,8 +41,25 @@ func (e *Engine) CheckCreate(cfg *container.Config, hc *container.HostConfig, nc
 			}
 		}
 	}
+	if cfg != nil {
+		if wd := cfg.WorkingDir; wd != "" && !filepath.IsAbs(wd) {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("the working directory '%s' is invalid, it needs to be an absolute path", wd))
+		}
+		if cfg.StopSignal != "" {
+			if _, err := specgen.ParseSignal(cfg.StopSignal); err != nil {
+				return nil, errdefs.InvalidArgument(err)
+			}
+		}
+	}
 	if hc == nil {
 		return nil, nil
+	}
+	// Docker refuses unknown capability names at create, privileged or not.
+	if _, err := specgen.Capabilities(nil, hc.CapAdd, nil, false); err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid CapAdd: %w", err))
+	}
+	if _, err := specgen.Capabilities(nil, nil, hc.CapDrop, false); err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid CapDrop: %w", err))
 	}
 	notSupported := func(format string, args ...any) error {
 		return errdefs.InvalidArgument(fmt.Errorf(format, args...))

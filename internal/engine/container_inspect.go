@@ -312,10 +312,7 @@ func (c *ctr) summary(opts ContainerListOptions, ancestors map[string]bool, befo
 	if !anyOf(f["is-task"], func(s string) bool { return s == "false" || s == "0" }) {
 		return container.Summary{}, false
 	}
-	cmd := r.Path
-	if len(r.Args) > 0 {
-		cmd += " " + strings.Join(r.Args, " ")
-	}
+	cmd := summaryCommand(r.Path, r.Args)
 	labels := r.Config.Labels
 	if labels == nil {
 		labels = map[string]string{}
@@ -328,6 +325,11 @@ func (c *ctr) summary(opts ContainerListOptions, ancestors map[string]bool, befo
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}},
 		Mounts:          mounts,
 	}
+	if networkMode == "none" || networkMode == "host" {
+		// As inspect: the container is on Docker's predefined network of
+		// that name, which ps shows in its NETWORKS column.
+		sum.NetworkSettings.Networks[networkMode] = &network.EndpointSettings{}
+	}
 	sum.HostConfig.NetworkMode = networkMode
 	if r.State.Health != nil {
 		sum.Health = &container.HealthSummary{Status: r.State.Health.Status, FailingStreak: r.State.Health.FailingStreak}
@@ -335,7 +337,19 @@ func (c *ctr) summary(opts ContainerListOptions, ancestors map[string]bool, befo
 	return sum, true
 }
 
-// anyOf is true when vals is empty or ok holds for one of them.
+// summaryCommand is the COMMAND docker ps shows: the path and its
+// arguments, an argument holding a space in single quotes, as Docker's.
+func summaryCommand(path string, args []string) string {
+	cmd := path
+	for _, a := range args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		cmd += " " + a
+	}
+	return cmd
+}
+
 // mountedAt says whether a mount is at dst or mounts the volume (by name)
 // or the host path (a bind's source) v, as Docker's volume filter.
 func mountedAt(mounts []container.MountPoint, v string) bool {

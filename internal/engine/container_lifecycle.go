@@ -49,6 +49,17 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 	if err := specgen.CheckResources(hc.Resources, cs.host); err != nil {
 		return "", errdefs.InvalidArgument(err)
 	}
+	// Recorded as Docker records them: the default log driver by name, and
+	// "not set" as null where the docker CLI sends its unset values.
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+	}
+	if p := hc.MemorySwappiness; p != nil && *p == -1 {
+		hc.MemorySwappiness = nil
+	}
+	if p := hc.PidsLimit; p != nil && *p == 0 {
+		hc.PidsLimit = nil
+	}
 	rt := hc.Runtime
 	if rt == "" {
 		rt = cs.cfg.DefaultRuntime
@@ -1071,6 +1082,10 @@ func (e *Engine) pauseResume(ctx context.Context, ref string, pause bool) error 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.running() {
+		if !pause {
+			// Docker's words for unpausing a stopped container.
+			return errdefs.Conflict(fmt.Errorf("container %s is not paused", c.rec.ID))
+		}
 		return errdefs.Conflict(fmt.Errorf("container %s is not running", c.rec.ID))
 	}
 	if pause {

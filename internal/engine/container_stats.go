@@ -345,6 +345,11 @@ func (e *Engine) ContainerUpdate(ctx context.Context, ref string, upd container.
 	defer c.mu.Unlock()
 	hc := *c.rec.HostConfig
 	mergeResources(&hc.Resources, upd.Resources)
+	// As Docker, the limits a create would refuse are refused here too,
+	// for a stopped container as for a running one.
+	if err := specgen.CheckResources(hc.Resources, cs.host); err != nil {
+		return nil, err
+	}
 	if upd.RestartPolicy.Name != "" {
 		if hc.AutoRemove && !upd.RestartPolicy.IsNone() {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("Restart policy cannot be updated because AutoRemove is enabled for the container"))

@@ -213,3 +213,19 @@ func TestListFilterHelpers(t *testing.T) {
 		}
 	}
 }
+
+func TestSummaryCommand(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		args []string
+		want string
+	}{
+		{"sleep", []string{"1000"}, "sleep 1000"},
+		{"true", nil, "true"},
+		{"sh", []string{"-c", "exit 2"}, "sh -c 'exit 2'"},
+	} {
+		if got := summaryCommand(tc.path, tc.args); got != tc.want {
+			t.Errorf("summaryCommand(%q, %q) = %q, want %q", tc.path, tc.args, got, tc.want)
+		}
+	}
+}

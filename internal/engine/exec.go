@@ -198,6 +198,12 @@ func (e *Engine) ExecStart(ctx context.Context, id string, opts ExecStartOptions
 	proc, err := cs.execProcess(c, x.cfg)
 	c.mu.Unlock()
 	if err != nil {
+		// As Docker: an exec that could not start ends with status 126.
+		code := 126
+		x.mu.Lock()
+		x.exitCode = &code
+		x.mu.Unlock()
+		close(x.done)
 		return err
 	}
 	sctx := ctx

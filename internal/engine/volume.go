@@ -95,13 +95,13 @@ func (e *Engine) readVolume(name string) (volMeta, error) {
 }
 
 func (e *Engine) volumeView(m volMeta) volume.Volume {
-	labels := m.Labels
-	if labels == nil {
-		labels = map[string]string{}
+	// As Docker: a volume without labels or options shows them as null.
+	labels, opts := m.Labels, m.Options
+	if len(labels) == 0 {
+		labels = nil
 	}
-	opts := m.Options
-	if opts == nil {
-		opts = map[string]string{}
+	if len(opts) == 0 {
+		opts = nil
 	}
 	return volume.Volume{
 		Name: m.Name, Driver: "local", Scope: "local",

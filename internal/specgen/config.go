@@ -101,6 +101,9 @@ func Merge(img dockerspec.DockerOCIImage, cfg container.Config) (container.Confi
 		}
 		vols[k] = struct{}{}
 	}
+	if len(vols) == 0 {
+		vols = nil // Docker's inspect shows no volumes as null
+	}
 	cfg.Volumes = vols
 	if cfg.StopSignal == "" {
 		cfg.StopSignal = ic.StopSignal

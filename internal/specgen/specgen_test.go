@@ -1302,6 +1302,18 @@ func TestMergeKeepsImageLabelsAndVolumes(t *testing.T) {
 	}
 }
 
+// No volumes from the image or the request is null in inspect, as Docker's
+// (the docker CLI sends an empty map).
+func TestMergeNoVolumesIsNil(t *testing.T) {
+	cfg, err := Merge(testImage(), container.Config{Volumes: map[string]struct{}{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Volumes != nil {
+		t.Errorf("volumes %#v, want nil", cfg.Volumes)
+	}
+}
+
 func TestMergeExposedPorts(t *testing.T) {
 	img := testImage()
 	img.Config.ExposedPorts = map[string]struct{}{"8080/tcp": {}, "53/udp": {}}

@@ -1,0 +1,150 @@
+package tests
+
+import (
+	"errors"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-project/berth/internal/testutil"
+)
+
+// TestDockerParity runs docker CLI commands whose answers differed between
+// dockerd and berthd (scripts/compare-dockerd.sh finds such differences)
+// and checks berthd now answers as dockerd does.
+func TestDockerParity(t *testing.T) {
+	testutil.RequiresRoot(t)
+	RequireBinary(t, "berthd")
+	reg := testutil.StartRegistry(t)
+	ref := reg + "/e2e/busybox:1"
+	testutil.PushBusybox(t, reg, "e2e/busybox:1")
+	d := StartDaemon(t, "--exec-root", shortExecRoot(t))
+	c := DockerCLIFor(t, d)
+	c.Must(t, "pull", "-q", ref)
+	e := &ctrEnv{d: d, c: c, image: ref}
+	t.Cleanup(func() { removeAllContainers(t, e) })
+	t.Run("SystemDFAndPrune", func(t *testing.T) {
+		c.Must(t, "run", "--network", "none", "--name", "df1", "-v", "dfvol:/data", ref, "sh", "-c", "echo data >/data/f")
+		defer c.Run("volume", "rm", "-f", "dfvol")
+		got := strings.TrimSpace(c.Must(t, "system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"))
+		want := "Images 1 1\nContainers 1 0\nLocal Volumes 1 1\nBuild Cache 0 0"
+		if got != want {
+			t.Errorf("docker system df:\n%s\nwant:\n%s", got, want)
+		}
+		v := c.Must(t, "system", "df", "-v", "--format", "{{range .Volumes}}{{.Name}} {{.Links}} {{.Size}}{{end}}")
+		if strings.TrimSpace(v) != "dfvol 1 5B" {
+			t.Errorf("docker system df -v volumes: %q, want \"dfvol 1 5B\" (name, users, bytes)", v)
+		}
+		out := c.Must(t, "system", "prune", "-f")
+		if !strings.Contains(out, "Deleted Containers:") || !strings.Contains(out, "Total reclaimed space:") {
+			t.Errorf("docker system prune -f printed %q", out)
+		}
+		if ids := Lines(c.Must(t, "ps", "-aq")); len(ids) != 0 {
+			t.Errorf("containers left after system prune: %v", ids)
+		}
+	})
+
+	t.Run("PsCommandAndNetwork", func(t *testing.T) {
+		c.Run("run", "--network", "none", "--name", "ps1", ref, "sh", "-c", "exit 2")
+		defer c.Run("rm", "-f", "ps1")
+		got := strings.TrimSpace(c.Must(t, "ps", "-a", "--no-trunc", "--filter", "name=ps1", "--format", "{{.Command}}|{{.Networks}}"))
+		if want := `"sh -c 'exit 2'"|none`; got != want {
+			t.Errorf("docker ps: %s, want %s (an argument with a space quoted, the none network named)", got, want)
+		}
+	})
+
+	t.Run("EventsLegacyFields", func(t *testing.T) {
+		since := strconv.FormatInt(time.Now().Unix()-1, 10)
+		c.Must(t, "run", "--network", "none", "--name", "ev1", ref, "true")
+		c.Must(t, "rm", "ev1")
+		until := strconv.FormatInt(time.Now().Unix()+1, 10)
+		got := strings.TrimSpace(c.Must(t, "events", "--since", since, "--until", until, "--filter", "event=die", "--filter", "container=ev1",
+			"--format", "{{.Status}} {{.From}} {{.ID | len}}"))
+		if want := "die " + ref + " 64"; got != want {
+			t.Errorf("docker events --format '{{.Status}} {{.From}} {{.ID | len}}': %q, want %q", got, want)
+		}
+	})
+
+	t.Run("Logs", func(t *testing.T) {
+		c.Must(t, "run", "--network", "none", "--name", "lg1", ref, "sh", "-c", "echo one; echo two")
+		defer c.Run("rm", "-f", "lg1")
+		if got := c.Must(t, "logs", "--details", "lg1"); got != " one\n two\n" {
+			t.Errorf("docker logs --details: %q, want each line after a space (no attributes)", got)
+		}
+		if got := c.Must(t, "logs", "--tail", "bogus", "lg1"); got != "one\ntwo\n" {
+			t.Errorf("docker logs --tail bogus: %q, want the whole log as Docker gives", got)
+		}
+		ts := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z one$`)
+		if got := Lines(c.Must(t, "logs", "-t", "lg1")); len(got) != 2 || !ts.MatchString(got[0]) {
+			t.Errorf("docker logs -t: %q, want times with nine fraction digits", got)
+		}
+	})
+
+	t.Run("ExecThatCannotStart", func(t *testing.T) {
+		c.Must(t, "run", "-d", "--network", "none", "--name", "ex1", ref, "sleep", "1000")
+		defer c.Run("rm", "-f", "ex1")
+		out, _, err := c.Run("exec", "-u", "nosuchuser", "ex1", "true")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 126 {
+			t.Fatalf("docker exec -u nosuchuser: %v, want status 126", err)
+		}
+		if !strings.Contains(out, "unable to find user nosuchuser") {
+			t.Errorf("docker exec -u nosuchuser printed %q on stdout, want the reason", out)
+		}
+	})
+
+	t.Run("CreateRefusals", func(t *testing.T) {
+		for _, tc := range []struct {
+			flags []string
+			want  string
+		}{
+			{[]string{"--cap-add", "BOGUS"}, `invalid CapAdd: unknown capability: "CAP_BOGUS"`},
+			{[]string{"--cap-drop", "BOGUS"}, `invalid CapDrop: unknown capability: "CAP_BOGUS"`},
+			{[]string{"--workdir", "relative"}, "the working directory 'relative' is invalid, it needs to be an absolute path"},
+			{[]string{"--stop-signal", "BOGUS"}, "invalid signal: BOGUS"},
+		} {
+			args := append(append([]string{"create", "--network", "none"}, tc.flags...), ref)
+			if msg := c.Fails(t, args...); !strings.Contains(msg, tc.want) {
+				t.Errorf("docker create %s: %q, want %q", strings.Join(tc.flags, " "), msg, tc.want)
+			}
+		}
+		if ids := Lines(c.Must(t, "ps", "-aq")); len(ids) != 0 {
+			t.Errorf("refused creates left containers: %v", ids)
+		}
+	})
+
+	t.Run("InspectAsDocker", func(t *testing.T) {
+		c.Must(t, "create", "--network", "none", "--name", "in1", ref)
+		defer c.Run("rm", "-f", "in1")
+		got := strings.TrimSpace(c.Must(t, "inspect", "--format",
+			"{{.HostConfig.LogConfig.Type}}|{{json .HostConfig.PidsLimit}}|{{json .HostConfig.MemorySwappiness}}|{{.NetworkSettings.IPAddress}}|{{.NetworkSettings.Gateway}}|{{json .NetworkSettings.Networks.none.IPAddress}}", "in1"))
+		if want := `json-file|null|null|||""`; got != want {
+			t.Errorf("docker inspect: %s, want %s", got, want)
+		}
+		c.Must(t, "volume", "create", "plain")
+		defer c.Run("volume", "rm", "plain")
+		if got := strings.TrimSpace(c.Must(t, "volume", "inspect", "--format", "{{json .Labels}} {{json .Options}}", "plain")); got != "null null" {
+			t.Errorf("docker volume inspect of a volume without labels or options: %s, want null null", got)
+		}
+	})
+
+	t.Run("UpdateStoppedAndUnpause", func(t *testing.T) {
+		c.Must(t, "create", "--network", "none", "--name", "up1", "--memory", "32m", ref)
+		defer c.Run("rm", "-f", "up1")
+		if msg := c.Fails(t, "update", "--memory", "1k", "up1"); !strings.Contains(msg, "Minimum memory limit allowed is 6MB") {
+			t.Errorf("docker update --memory 1k of a stopped container: %q", msg)
+		}
+		if msg := c.Fails(t, "update", "--memory", "64m", "--memory-swap", "48m", "up1"); !strings.Contains(msg, "memoryswap limit should be larger than memory limit") {
+			t.Errorf("docker update --memory 64m --memory-swap 48m: %q", msg)
+		}
+		if got := strings.TrimSpace(c.Must(t, "inspect", "--format", "{{.HostConfig.Memory}}", "up1")); got != strconv.Itoa(32<<20) {
+			t.Errorf("memory after refused updates: %s, want %d", got, 32<<20)
+		}
+		if msg := c.Fails(t, "unpause", "up1"); !strings.Contains(msg, "is not paused") {
+			t.Errorf("docker unpause of a stopped container: %q, want Docker's 'is not paused'", msg)
+		}
+	})
+}
