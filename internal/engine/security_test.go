@@ -2,10 +2,15 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/moby/moby/api/types/mount"
+
+	"github.com/berth-project/berth/internal/errdefs"
 	bmount "github.com/berth-project/berth/internal/mount"
 )
 
@@ -115,5 +120,47 @@ func TestExtractTakesWhiteoutNamesLiterally(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(f.vol, ".wh.f")); err != nil || string(b) != "literal\n" {
 		t.Errorf(".wh.f: %q %v, want the archive's file", b, err)
+	}
+}
+
+// TestVolumeOpsNeverWaitForAContainerLock: a start holds its container's
+// lock while it takes the volume lock (to fill new volumes); volume rm,
+// prune and the cleanup of a failed create hold the volume lock while they
+// look for users, so they must not wait for any container's lock, or a start
+// and a volume rm deadlock each other and every later volume operation.
+func TestVolumeOpsNeverWaitForAContainerLock(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := &ctr{rec: ctrRecord{ID: "c1", Name: "/c1", Mounts: []ctrMount{{Type: mount.TypeVolume, Name: "used", Destination: "/u"}}}}
+	cs := &containers{e: e, log: e.log, byID: map[string]*ctr{"c1": c}, names: map[string]string{"/c1": "c1"}}
+	stores.Store(e, cs)
+	defer stores.Delete(e)
+	for _, name := range []string{"used", "unused"} {
+		if _, err := e.VolumeCreate(ctx, name, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A start of c1 in progress, waiting for the volume lock.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		if err := e.VolumeRemove(ctx, "used", false); !errdefs.IsConflict(err) {
+			done <- fmt.Errorf("rm of a volume in use: %v, want a conflict", err)
+			return
+		}
+		done <- e.VolumeRemove(ctx, "unused", false)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("volume rm is still waiting for the lock of a container being started (deadlock)")
 	}
 }

@@ -168,7 +168,11 @@ func (e *Engine) VolumeInspect(ctx context.Context, name string) (volume.Volume,
 	return e.volumeView(m), nil
 }
 
-// volumeUsers returns the IDs of the containers that use each volume.
+// volumeUsers returns the IDs of the containers that use each volume. It
+// takes no container's lock: it runs under volumeLock, which a start takes
+// while holding its container's lock (taking them in the other order here
+// deadlocked a start against a volume rm or prune). A container's ID and
+// mounts are fixed when it is created, before it is listed.
 func (e *Engine) volumeUsers() map[string][]string {
 	out := map[string][]string{}
 	cs, err := e.ctrs()
@@ -176,13 +180,11 @@ func (e *Engine) volumeUsers() map[string][]string {
 		return out
 	}
 	for _, c := range cs.list() {
-		c.mu.Lock()
 		for _, m := range c.rec.Mounts {
 			if m.Type == mount.TypeVolume {
 				out[m.Name] = append(out[m.Name], c.rec.ID)
 			}
 		}
-		c.mu.Unlock()
 	}
 	return out
 }
