@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,6 +129,20 @@ func TestDockerParity(t *testing.T) {
 		defer c.Run("volume", "rm", "plain")
 		if got := strings.TrimSpace(c.Must(t, "volume", "inspect", "--format", "{{json .Labels}} {{json .Options}}", "plain")); got != "null null" {
 			t.Errorf("docker volume inspect of a volume without labels or options: %s, want null null", got)
+		}
+	})
+
+	t.Run("DiffAndCpErrors", func(t *testing.T) {
+		c.Must(t, "run", "--network", "none", "--name", "df2", ref, "sh", "-c", "echo x >/newfile")
+		defer c.Run("rm", "-f", "df2")
+		// The hostname, hosts and resolv.conf mount points are no change of
+		// /etc, as in Docker's diff.
+		got := Lines(c.Must(t, "diff", "df2"))
+		if !slices.Contains(got, "A /newfile") || slices.Contains(got, "C /etc") {
+			t.Errorf("docker diff: %q, want A /newfile and no C /etc", got)
+		}
+		if msg := c.Fails(t, "cp", "df2:/nonexistent", t.TempDir()); !strings.Contains(msg, "Could not find the file /nonexistent in container df2") {
+			t.Errorf("docker cp of a missing path: %q, want Docker's message naming the container", msg)
 		}
 	})
 

@@ -838,8 +838,29 @@ func followLast(p string) bool {
 	return strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.")
 }
 
+// pathNotFound is Docker's answer for a path missing in a container; the
+// exported entry points name the container as the client did.
+type pathNotFound struct{ path, ctr string }
+
+func (e *pathNotFound) Error() string {
+	msg := "Could not find the file " + e.path + " in container"
+	if e.ctr != "" {
+		msg += " " + e.ctr
+	}
+	return msg
+}
+
 func notFound(p string) error {
-	return errdefs.NotFound(fmt.Errorf("Could not find the file %s in container", p))
+	return errdefs.NotFound(&pathNotFound{path: p})
+}
+
+// nameContainer puts ref into a pathNotFound within err.
+func nameContainer(err error, ref string) error {
+	var nf *pathNotFound
+	if errors.As(err, &nf) {
+		nf.ctr = ref
+	}
+	return err
 }
 
 // stat is the PathStat of p in the view.
@@ -878,7 +899,7 @@ func (e *Engine) ContainerStatPath(ctx context.Context, ref, p string) (containe
 		st, err = v.stat(p)
 		return err
 	})
-	return st, err
+	return st, nameContainer(err, ref)
 }
 
 // ContainerArchive writes a tar of path in the container to w (its base
@@ -889,7 +910,7 @@ func (e *Engine) ContainerArchive(ctx context.Context, ref, p string, stat func(
 		return err
 	}
 	err = cs.withView(ctx, c, func(v *fsView) error {
-		return v.archive(ctx, p, stat, w)
+		return nameContainer(v.archive(ctx, p, stat, w), ref)
 	})
 	if err == nil {
 		e.emit("container", "archive-path", c.rec.ID, c.attributes())
@@ -1224,6 +1245,25 @@ func (e *Engine) ContainerExport(ctx context.Context, ref string, w io.Writer) e
 	return err
 }
 
+// onlyMountPoints says whether the upper layer's /etc at dir holds nothing
+// but the empty files the engine binds hostname, hosts and resolv.conf on.
+func onlyMountPoints(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, ent := range ents {
+		switch ent.Name() {
+		case "hostname", "hosts", "resolv.conf":
+			if fi, err := ent.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+				continue
+			}
+		}
+		return false
+	}
+	return true
+}
+
 // ContainerChanges lists what the container changed over its image.
 func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.FilesystemChange, error) {
 	_, c, err := e.lookup(ref)
@@ -1262,6 +1302,12 @@ func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.
 					return nil
 				}
 			}
+		}
+		if name == "/etc" && d.IsDir() && inLower(rel) && onlyMountPoints(p) {
+			// Copied up only for the mount points above: Docker keeps
+			// those in an init layer below the container's, so its diff
+			// shows no change of /etc for them.
+			return nil
 		}
 		fi, err := d.Info()
 		if err != nil {
