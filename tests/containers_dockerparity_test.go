@@ -106,6 +106,9 @@ func TestDockerParity(t *testing.T) {
 			{[]string{"--cap-drop", "BOGUS"}, `invalid CapDrop: unknown capability: "CAP_BOGUS"`},
 			{[]string{"--workdir", "relative"}, "the working directory 'relative' is invalid, it needs to be an absolute path"},
 			{[]string{"--stop-signal", "BOGUS"}, "invalid signal: BOGUS"},
+			{[]string{"-v", "/x:relative"}, `invalid volume specification: '/x:relative': invalid mount config for type "bind": invalid mount path: 'relative' mount path must be absolute`},
+			{[]string{"--mount", "type=bogus,target=/x"}, `invalid mount config for type "bogus": mount type unknown`},
+			{[]string{"--tmpfs", "relative"}, "invalid mount path: 'relative' mount path must be absolute"},
 		} {
 			args := append(append([]string{"create", "--network", "none"}, tc.flags...), ref)
 			if msg := c.Fails(t, args...); !strings.Contains(msg, tc.want) {

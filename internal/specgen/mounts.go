@@ -82,6 +82,10 @@ func ParseMounts(hc *container.HostConfig) ([]MountPoint, error) {
 	}
 	sort.Strings(dests)
 	for _, d := range dests {
+		if !strings.HasPrefix(d, "/") {
+			// Docker's words for --tmpfs.
+			return nil, invalid("invalid mount path: '%s' mount path must be absolute", d)
+		}
 		if err := checkDestination("tmpfs", d); err != nil {
 			return nil, err
 		}
@@ -133,7 +137,7 @@ func parseBind(spec string) (MountPoint, error) {
 		return MountPoint{}, invalid("%q includes invalid characters for a local volume name, only %q are allowed. If you intended to pass a host directory, use absolute path", src, "[a-zA-Z0-9][a-zA-Z0-9_.-]")
 	}
 	if err := checkDestination(string(mp.Type), dst); err != nil {
-		return MountPoint{}, err
+		return MountPoint{}, fmt.Errorf("invalid volume specification: '%s': %w", spec, err)
 	}
 	mp.Destination = path.Clean(dst)
 	var rw, label, prop, nocopy, consistency int
@@ -253,8 +257,10 @@ func parseMountSpec(m mount.Mount) (MountPoint, error) {
 		mp.Data = data
 	case "":
 		return MountPoint{}, invalid("invalid mount config: mount type must be specified")
-	default:
+	case "npipe", "cluster", "image":
 		return MountPoint{}, errdefs.NotImplemented(fmt.Errorf("mount type %q for %s is not supported by Berth", m.Type, m.Target))
+	default:
+		return MountPoint{}, invalid("invalid mount config for type %q: mount type unknown", m.Type)
 	}
 	return mp, nil
 }

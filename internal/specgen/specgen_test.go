@@ -638,8 +638,8 @@ func TestMountErrors(t *testing.T) {
 		tmpfs  map[string]string
 		err    string
 	}{
-		{name: "relative destination", binds: []string{"/a:b"}, err: `invalid mount config for type "bind": invalid mount path: 'b' mount path must be absolute`},
-		{name: "root destination", binds: []string{"/a:/"}, err: "invalid specification: destination can't be '/'"},
+		{name: "relative destination", binds: []string{"/a:b"}, err: `invalid volume specification: '/a:b': invalid mount config for type "bind": invalid mount path: 'b' mount path must be absolute`},
+		{name: "root destination", binds: []string{"/a:/"}, err: "invalid volume specification: '/a:/': invalid specification: destination can't be '/'"},
 		{name: "bad mode", binds: []string{"/a:/b:rw,ro"}, err: "invalid mode: rw,ro"},
 		{name: "unknown mode", binds: []string{"/a:/b:fast"}, err: "invalid mode: fast"},
 		{name: "too many parts", binds: []string{"/a:/b:ro:x"}, err: "invalid volume specification: '/a:/b:ro:x'"},
@@ -649,7 +649,8 @@ func TestMountErrors(t *testing.T) {
 		{name: "tmpfs with source", mounts: []mount.Mount{{Type: mount.TypeTmpfs, Source: "/x", Target: "/x"}}, err: `invalid mount config for type "tmpfs": field Source must not be specified`},
 		{name: "bind with tmpfs options", mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/x", Target: "/x", TmpfsOptions: &mount.TmpfsOptions{}}}, err: `invalid mount config for type "bind": field TmpfsOptions must not be specified`},
 		{name: "tmpfs bad option", tmpfs: map[string]string{"/t": "size=1m,bogus"}, err: `tmpfs on /t: invalid tmpfs option "bogus"`},
-		{name: "tmpfs relative", tmpfs: map[string]string{"t": ""}, err: `invalid mount config for type "tmpfs": invalid mount path: 't' mount path must be absolute`},
+		{name: "tmpfs relative", tmpfs: map[string]string{"t": ""}, err: `invalid mount path: 't' mount path must be absolute`},
+		{name: "unknown mount type", mounts: []mount.Mount{{Type: "bogus", Target: "/x"}}, err: `invalid mount config for type "bogus": mount type unknown`},
 		{name: "volume unresolved", binds: []string{"named:/n"}, err: `volume "named" for /n was not resolved by the engine`},
 	}
 	for _, tt := range tests {
