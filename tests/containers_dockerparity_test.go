@@ -149,6 +149,28 @@ func TestDockerParity(t *testing.T) {
 		}
 	})
 
+	t.Run("TopExecRenameMessages", func(t *testing.T) {
+		c.Must(t, "run", "-d", "--network", "none", "--name", "tm1", ref, "sleep", "1000")
+		defer c.Run("rm", "-f", "tm1")
+		c.Must(t, "create", "--network", "none", "--name", "tm2", ref)
+		defer c.Run("rm", "-f", "tm2")
+		// ps's own complaint reaches the user, as through dockerd.
+		if msg := c.Fails(t, "top", "tm1", "--bogus-option"); !strings.Contains(msg, "ps --bogus-option: exit status 1: ") {
+			t.Errorf("docker top with a bad ps option: %q, want ps's message", msg)
+		}
+		if msg := c.Fails(t, "rename", "tm1", "tm2"); !strings.Contains(msg, `Error when allocating new name: Conflict. The container name "/tm2" is already in use`) {
+			t.Errorf("docker rename to a taken name: %q", msg)
+		}
+		if msg := c.Fails(t, "rename", "tm1", "bad name"); !strings.Contains(msg, "Error when allocating new name: Invalid container name (/bad name)") {
+			t.Errorf("docker rename to an invalid name: %q", msg)
+		}
+		c.Must(t, "pause", "tm1")
+		defer c.Run("unpause", "tm1")
+		if msg := c.Fails(t, "exec", "tm1", "true"); !strings.Contains(msg, "Container tm1 is paused, unpause the container before exec") {
+			t.Errorf("docker exec into a paused container: %q", msg)
+		}
+	})
+
 	t.Run("UpdateStoppedAndUnpause", func(t *testing.T) {
 		c.Must(t, "create", "--network", "none", "--name", "up1", "--memory", "32m", ref)
 		defer c.Run("rm", "-f", "up1")

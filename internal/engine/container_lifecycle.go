@@ -1043,9 +1043,11 @@ func (e *Engine) ContainerRename(ctx context.Context, ref, newName string) error
 	if same {
 		return errdefs.InvalidArgument(errors.New("Renaming a container with the same name as its current name"))
 	}
-	name, err := cs.reserveName(newName, c.rec.ID)
+	// Docker's words: the new name with its slash, after this prefix
+	// (compose and scripts match on it).
+	name, err := cs.reserveName("/"+strings.TrimPrefix(newName, "/"), c.rec.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("Error when allocating new name: %w", err)
 	}
 	c.mu.Lock()
 	old := c.rec.Name

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,6 +109,11 @@ func (e *Engine) ContainerTop(ctx context.Context, ref, psArgs string) (containe
 	args := strings.Fields(psArgs)
 	out, err := exec.CommandContext(ctx, "ps", args...).Output()
 	if err != nil {
+		// ps says what was wrong with the options, as Docker passes on.
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(bytes.TrimSpace(ee.Stderr)) > 0 {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
 		return container.TopResponse{}, errdefs.InvalidArgument(fmt.Errorf("ps %s: %w", psArgs, err))
 	}
 	top, err := parsePS(out, pids)

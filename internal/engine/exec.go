@@ -65,7 +65,8 @@ func (e *Engine) ExecCreate(ctx context.Context, ref string, cfg container.ExecC
 		return "", errdefs.Conflict(fmt.Errorf("container %s is not running", c.rec.ID))
 	}
 	if c.rec.State.Status == StatePaused {
-		return "", errdefs.Conflict(fmt.Errorf("container %s is paused, unpause the container before exec", c.rec.ID))
+		// Docker's words, with the name the client gave.
+		return "", errdefs.Conflict(fmt.Errorf("Container %s is paused, unpause the container before exec", ref))
 	}
 	if len(c.execs) >= maxExecsPerContainer {
 		for id, x := range c.execs {
