@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/errdefs"
 )
 
 // Diff writes to w an uncompressed layer tar of the changes that the overlay
@@ -92,6 +94,12 @@ func (d *differ) dir(fd int, rel string) error {
 
 // entry writes the entry name of the directory dirfd, which is rel.
 func (d *differ) entry(dirfd int, name, rel string) error {
+	if len(rel) > unix.PathMax {
+		// A tree nested deeper than any path can name (a container's
+		// doing): each level holds its name, so memory would grow with the
+		// square of the depth. Docker's walk fails there too.
+		return errdefs.InvalidArgument(fmt.Errorf("path %.64s... is longer than %d bytes", rel, unix.PathMax))
+	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -103,5 +104,42 @@ func TestDiffReadsOnlyTheRegularFileItStatted(t *testing.T) {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// deepTree nests directories (of 200-byte names) under dir until the
+// relative path of the deepest is longer than PATH_MAX.
+func deepTree(t *testing.T, dir string) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Repeat("d", 200)
+	for i := 0; i <= unix.PathMax/len(name)+1; i++ {
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+}
+
+// TestDiffRefusesTreesDeeperThanAPath: a container can nest directories
+// without bound; Diff (export, commit) holds each level's name, so its
+// memory grows with the square of the depth (a few hundred thousand levels
+// exhaust a host's memory). It refuses what no path can name.
+func TestDiffRefusesTreesDeeperThanAPath(t *testing.T) {
+	dir := t.TempDir()
+	deepTree(t, dir)
+	var buf bytes.Buffer
+	err := Diff(context.Background(), &buf, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("Diff of a tree deeper than PATH_MAX: %v, want a refusal", err)
 	}
 }

@@ -947,6 +947,12 @@ func (v *fsView) tarTree(ctx context.Context, tw *tar.Writer, f *os.File, name s
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if len(name) > unix.PathMax {
+		// A tree nested deeper than any path can name, made by the
+		// container: every level holds its name and a descriptor, so the
+		// walk's memory would grow with the square of the depth.
+		return errdefs.InvalidArgument(fmt.Errorf("path %.64s... in the container is longer than %d bytes", name, unix.PathMax))
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", name, err)

@@ -3,12 +3,16 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	bmount "github.com/berth-project/berth/internal/mount"
@@ -162,5 +166,42 @@ func TestVolumeOpsNeverWaitForAContainerLock(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("volume rm is still waiting for the lock of a container being started (deadlock)")
+	}
+}
+
+// TestViewArchiveRefusesTreesDeeperThanAPath: cp out of a container whose
+// processes nested directories deeper than any path can name is refused
+// (the walk holds a name and a descriptor per level: memory grows with the
+// square of the depth, a host's worth in a few hundred thousand levels).
+func TestViewArchiveRefusesTreesDeeperThanAPath(t *testing.T) {
+	if !inArchiveChild(t) {
+		return
+	}
+	f := newViewFixture(t)
+	p := filepath.Join(f.vol, "deep")
+	for len(p)-len(f.vol) <= unix.PathMax {
+		p = filepath.Join(p, strings.Repeat("d", 200))
+	}
+	// Made relative to each parent: the whole path is too long for mkdir.
+	fd, err := unix.Open(f.vol, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range strings.Split(strings.TrimPrefix(p, f.vol+"/"), "/") {
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	v := f.open(t, false)
+	err = v.archive(context.Background(), "/data/deep", func(container.PathStat) {}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("archive of a tree deeper than PATH_MAX: %v, want a refusal", err)
 	}
 }
