@@ -155,7 +155,7 @@ func TestDockerParity(t *testing.T) {
 		c.Must(t, "create", "--network", "none", "--name", "tm2", ref)
 		defer c.Run("rm", "-f", "tm2")
 		// ps's own complaint reaches the user, as through dockerd.
-		if msg := c.Fails(t, "top", "tm1", "--bogus-option"); !strings.Contains(msg, "ps --bogus-option: exit status 1: ") {
+		if msg := c.Fails(t, "top", "tm1", "--bogus-option"); !strings.Contains(msg, "Error response from daemon: ps: error: unknown gnu long option") {
 			t.Errorf("docker top with a bad ps option: %q, want ps's message", msg)
 		}
 		if msg := c.Fails(t, "rename", "tm1", "tm2"); !strings.Contains(msg, `Error when allocating new name: Conflict. The container name "/tm2" is already in use`) {

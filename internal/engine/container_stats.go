@@ -109,10 +109,13 @@ func (e *Engine) ContainerTop(ctx context.Context, ref, psArgs string) (containe
 	args := strings.Fields(psArgs)
 	out, err := exec.CommandContext(ctx, "ps", args...).Output()
 	if err != nil {
-		// ps says what was wrong with the options, as Docker passes on.
+		// As Docker: the first line of ps's complaint says what was
+		// wrong with the options.
 		var ee *exec.ExitError
-		if errors.As(err, &ee) && len(bytes.TrimSpace(ee.Stderr)) > 0 {
-			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		if errors.As(err, &ee) {
+			if first, _, _ := bytes.Cut(bytes.TrimSpace(ee.Stderr), []byte("\n")); len(first) > 0 {
+				return container.TopResponse{}, errdefs.InvalidArgument(fmt.Errorf("ps: %s", first))
+			}
 		}
 		return container.TopResponse{}, errdefs.InvalidArgument(fmt.Errorf("ps %s: %w", psArgs, err))
 	}
