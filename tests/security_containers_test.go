@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,6 +68,47 @@ func TestSecurityInitBinaryIsReadOnly(t *testing.T) {
 		}
 		if after.Mode() != before.Mode() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
 			t.Errorf("%s changed: %v %d %v, was %v %d %v", initBin, after.Mode(), after.Size(), after.ModTime(), before.Mode(), before.Size(), before.ModTime())
+		}
+	})
+}
+
+// TestSecurityCopyNodesKeepTheirModes: cp of a fifo and a device node into
+// a running and into a stopped container gives them the archive's modes,
+// set through a descriptor of the node (never by a name a container
+// process could turn into a symlink to a host file).
+func TestSecurityCopyNodesKeepTheirModes(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "nodes/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "nodes/fifo", Typeflag: tar.TypeFifo, Mode: 0o640},
+		{Name: "nodes/null", Typeflag: tar.TypeChar, Mode: 0o604, Devmajor: 1, Devminor: 3},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		const want = "640 fifo\n604 character special file\n"
+		check := "stat -c '%a %F' /tmp/nodes/fifo /tmp/nodes/null"
+		e.mustRun(t, "-d", "--name", "running", e.image, "sleep", "1000")
+		e.c.Stdin = buf.String()
+		e.c.Must(t, "cp", "-", "running:/tmp")
+		if out := e.c.Must(t, "exec", "running", "sh", "-c", check); out != want {
+			t.Errorf("nodes copied into a running container: %q, want %q", out, want)
+		}
+		createArgs := []string{"create", "--name", "stopped"}
+		if e.runtime != "" {
+			createArgs = append(createArgs, "--runtime", e.runtime)
+		}
+		e.c.Must(t, append(createArgs, e.image, "sh", "-c", check)...)
+		e.c.Stdin = buf.String()
+		e.c.Must(t, "cp", "-", "stopped:/tmp")
+		if out := e.c.Must(t, "start", "-a", "stopped"); out != want {
+			t.Errorf("nodes copied into a stopped container: %q, want %q", out, want)
 		}
 	})
 }
