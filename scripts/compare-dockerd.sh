@@ -413,7 +413,73 @@ sc_run_misc() {
 	c commit nosuch
 }
 
-SCENARIOS=(inspect_states volume_inspect exec_inspect ps events logs wait stop_kill rm create_errors exec_stopped cp rename update prune volumes system top_port_stats diff run_misc)
+sc_info_version() {
+	run info --format '{{json .}}' | shapeof | grep -v -E '^(Plugins|RegistryConfig|Swarm|Runtimes|Warnings|ContainerdCommit|RuncCommit|InitCommit|SecurityOptions|DriverStatus|SystemStatus|GenericResources|Labels|DefaultAddressPools|CDISpecDirs|Containerd|FirewallBackend)'
+	c info --format '{{.Containers}} {{.ContainersRunning}} {{.Images}} {{.OSType}} {{.Architecture}} {{.CgroupDriver}} {{.CgroupVersion}} {{.LoggingDriver}} {{.DefaultRuntime}}'
+	run version --format '{{json .Server}}' | shapeof | grep -v -E '^(Components|Platform|KernelVersion)'
+}
+
+sc_images() {
+	shape image inspect "$IMG"
+	c image inspect --format '{{.Os}} {{.Architecture}} {{json .Config.Cmd}} {{json .RepoTags}} {{.Config.WorkingDir}} {{json .Config.Env}}' "$IMG"
+	c images --format '{{.Repository}} {{.Tag}} {{.Containers}}'
+	c history --format '{{.CreatedBy}}' "$IMG"
+	c image inspect nosuch
+	c rmi nosuch
+	q create --network none --name im1 "$IMG"
+	c rmi "$IMG"
+	q tag "$IMG" berth-diff/other:1
+	c rmi berth-diff/other:1
+	q run --network none --name cm1 "$IMG" sh -c 'echo x >/committed'
+	c commit -m msg -c 'ENV A=1' cm1 berth-diff/committed:1
+	c image inspect --format '{{json .Config.Env}} {{.Comment}} {{json .Config.Cmd}}' berth-diff/committed:1
+	c run --network none --rm berth-diff/committed:1 cat /committed
+	q rm -f cm1
+	c rmi berth-diff/committed:1
+}
+
+sc_health() {
+	q run -d --network none --name h1 --health-cmd 'exit 0' --health-interval 1s "$IMG" sleep 1000
+	q run -d --network none --name h2 --health-cmd 'exit 1' --health-interval 1s --health-retries 1 "$IMG" sleep 1000
+	sleep 4
+	c inspect --format '{{.State.Health.Status}} {{.State.Health.FailingStreak}} {{(index .State.Health.Log 0).ExitCode}}' h1 h2
+	run inspect --format '{{json .State.Health}}' h1 | shapeof
+	c ps --format '{{.Names}} {{.Status}}' --filter health=unhealthy
+	c ps --format '{{.Names}}' --filter health=healthy
+	run inspect --format '{{json .Config.Healthcheck}}' h2
+	echo
+}
+
+sc_lifecycle() {
+	c run --network none --name lc1 "$IMG" sh -c 'echo hi; exit 3'
+	c start -a lc1
+	c start lc1
+	c wait lc1
+	c restart -t 0 lc1
+	c wait lc1
+	c inspect --format '{{.RestartCount}} {{.State.ExitCode}}' lc1
+	c run -d --network none --name lc2 --restart on-failure:2 "$IMG" sh -c 'exit 1'
+	sleep 4
+	c inspect --format '{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}' lc2
+	c run --network none --rm --init "$IMG" sh -c 'echo $$'
+	c run --network none --rm -e A=1 --name rmx "$IMG" sh -c 'exit 0'
+	c inspect rmx
+	c run --network none --rm -w /newdir "$IMG" pwd
+	c run --network none --rm -u 1234:5678 "$IMG" id
+	c run --network none --rm -u nobody "$IMG" id
+	c run --network none --rm --hostname myhost "$IMG" hostname
+	c run --network none --rm --entrypoint echo "$IMG" hi there
+	c run --network none --rm --entrypoint '' "$IMG" echo empty-entrypoint
+	c run --network none --rm --read-only --tmpfs /tmp "$IMG" sh -c 'touch /tmp/ok && echo ok'
+	c create --network none --name lc3 "$IMG" true
+	c stop lc3
+	c kill lc3
+	c stats --no-stream --format '{{.Name}} {{.MemUsage}}' lc3
+	c export lc3 -o "$WDIR/exp.tar"
+	tar -tf "$WDIR/exp.tar" | sort | head -20
+}
+
+SCENARIOS=(info_version images health lifecycle inspect_states volume_inspect exec_inspect ps events logs wait stop_kill rm create_errors exec_stopped cp rename update prune volumes system top_port_stats diff run_misc)
 
 if [ "$LIST" = 1 ]; then
 	printf '%s\n' "${SCENARIOS[@]}"
@@ -522,8 +588,8 @@ kill_under() {
 	local p
 	for p in /proc/[0-9]*; do
 		[ "${p#/proc/}" = "$$" ] && continue
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$WORK"; then
-			kill -KILL "${p#/proc/}" 2>/dev/null && echo "cleanup: killed $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" >&2
+		if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$WORK"; then
+			kill -KILL "${p#/proc/}" 2>/dev/null && echo "cleanup: killed ${p#/proc/}" >&2
 		fi
 	done
 }

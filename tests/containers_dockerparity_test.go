@@ -187,4 +187,26 @@ func TestDockerParity(t *testing.T) {
 			t.Errorf("docker unpause of a stopped container: %q, want Docker's 'is not paused'", msg)
 		}
 	})
+
+	// Last: it untags the test image.
+	t.Run("RmiOfAnImageInUse", func(t *testing.T) {
+		c.Must(t, "create", "--network", "none", "--name", "rmi1", ref, "sh", "-c", "echo still-here")
+		defer c.Run("rm", "-f", "rmi1")
+		id := strings.TrimSpace(c.Must(t, "image", "inspect", "--format", "{{.Id}}", ref))
+		if msg := c.Fails(t, "rmi", ref); !strings.Contains(msg, "conflict: unable to remove repository reference \""+ref+"\" (must force) - container ") {
+			t.Errorf("docker rmi of the image a container uses: %q", msg)
+		}
+		if msg := c.Fails(t, "rmi", id); !strings.Contains(msg, "(must be forced) - image is being used by stopped container") {
+			t.Errorf("docker rmi by ID of the image a container uses: %q", msg)
+		}
+		c.Must(t, "image", "prune", "-a", "-f")
+		c.Must(t, "rmi", "-f", ref)
+		// Untagged, the image stays for its container, which still runs.
+		if out := c.Must(t, "start", "-a", "rmi1"); strings.TrimSpace(out) != "still-here" {
+			t.Errorf("the container after its image was untagged printed %q", out)
+		}
+		if got := strings.TrimSpace(c.Must(t, "images", "-q", "--no-trunc")); got != id {
+			t.Errorf("images after rmi -f: %q, want the dangling %s", got, id)
+		}
+	})
 }

@@ -425,6 +425,8 @@ func (e *Engine) remove(ctx context.Context, name string, opts RemoveOptions) ([
 	if err != nil {
 		return nil, err
 	}
+	running, stopped := e.imageUsers(id)
+	inUse := len(running)+len(stopped) > 0
 	var resp []imagetypes.DeleteResponse
 	byName := false
 	if ref, err := image.ParseReference(name); err == nil {
@@ -436,6 +438,13 @@ func (e *Engine) remove(ctx context.Context, name string, opts RemoveOptions) ([
 			if n == key {
 				byName = true
 			}
+		}
+		if byName && inUse && !opts.Force && singleReference(names) {
+			// As Docker: the image would be left dangling under a
+			// container; the client must force that.
+			user := append(running, stopped...)[0]
+			return nil, errdefs.Conflict(fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s",
+				name, user[:12], shortID(id)))
 		}
 		if byName {
 			if _, err := e.meta.DeleteName(key); err != nil {
@@ -462,6 +471,11 @@ func (e *Engine) remove(ctx context.Context, name string, opts RemoveOptions) ([
 					resp = append(resp, imagetypes.DeleteResponse{Untagged: familiar(n)})
 				}
 			}
+			if inUse {
+				// Forced: untagged, but the containers keep their image
+				// (dangling) as under Docker.
+				return resp, nil
+			}
 			if err := e.meta.DeleteImage(id); err != nil {
 				return nil, err
 			}
@@ -475,16 +489,69 @@ func (e *Engine) remove(ctx context.Context, name string, opts RemoveOptions) ([
 			repos[r.Name()] = true
 		}
 	}
+	if len(running) > 0 {
+		return nil, errdefs.Conflict(fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", shortID(id), running[0][:12]))
+	}
+	if len(stopped) > 0 && !opts.Force {
+		return nil, errdefs.Conflict(fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by stopped container %s", shortID(id), stopped[0][:12]))
+	}
 	if len(repos) > 1 && !opts.Force {
 		return nil, errdefs.Conflict(fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", shortID(id)))
 	}
 	for _, n := range names {
+		if _, err := e.meta.DeleteName(n); err != nil {
+			return nil, err
+		}
 		resp = append(resp, imagetypes.DeleteResponse{Untagged: familiar(n)})
+	}
+	if inUse {
+		// Forced with stopped containers on it: the names go, the image
+		// stays for them (Berth's containers start from their image).
+		return resp, nil
 	}
 	if err := e.meta.DeleteImage(id); err != nil {
 		return nil, err
 	}
 	return append(resp, imagetypes.DeleteResponse{Deleted: id.String()}), nil
+}
+
+// imageUsers returns the IDs of the running (or paused) and of the other
+// containers created from the image id.
+func (e *Engine) imageUsers(id digest.Digest) (running, stopped []string) {
+	cs, err := e.ctrs()
+	if err != nil {
+		return nil, nil
+	}
+	for _, c := range cs.list() {
+		c.mu.Lock()
+		if c.rec.Image == id {
+			if c.running() {
+				running = append(running, c.rec.ID)
+			} else {
+				stopped = append(stopped, c.rec.ID)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return running, stopped
+}
+
+// singleReference says whether names (an image's references) are all in
+// one repository with at most one tag, as Docker's check before untagging
+// an image containers use.
+func singleReference(names []string) bool {
+	repos, tags := map[string]bool{}, 0
+	for _, n := range names {
+		r, err := image.ParseName(n)
+		if err != nil {
+			continue
+		}
+		repos[r.Name()] = true
+		if r.Digest == "" {
+			tags++
+		}
+	}
+	return len(repos) <= 1 && tags <= 1
 }
 
 func familiar(n string) string {
@@ -533,6 +600,9 @@ func (e *Engine) Prune(ctx context.Context, filters map[string][]string) (imaget
 		}
 		if nl := filters["label!"]; len(nl) > 0 && matchAnyLabel(v.config.Config.Labels, nl) {
 			continue
+		}
+		if running, stopped := e.imageUsers(v.rec.ID); len(running)+len(stopped) > 0 {
+			continue // as Docker: prune leaves images containers use
 		}
 		resp, err := e.remove(ctx, v.rec.ID.String(), RemoveOptions{Force: true})
 		if err != nil {
