@@ -2,7 +2,9 @@ package tests
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -143,6 +145,18 @@ func TestDockerParity(t *testing.T) {
 		got := Lines(c.Must(t, "diff", "df2"))
 		if !slices.Contains(got, "A /newfile") || slices.Contains(got, "C /etc") {
 			t.Errorf("docker diff: %q, want A /newfile and no C /etc", got)
+		}
+		in := filepath.Join(t.TempDir(), "in")
+		if err := os.WriteFile(in, []byte("new\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// "newfile/" names a directory: as with dockerd, the client refuses
+		// and the file stays.
+		if msg := c.Fails(t, "cp", in, "df2:/newfile/"); !strings.Contains(msg, "no such directory") {
+			t.Errorf("docker cp into file/: %q, want \"no such directory\"", msg)
+		}
+		if out := c.Must(t, "cp", "df2:/newfile", "-"); !strings.Contains(out, "x\n") {
+			t.Errorf("/newfile after a refused cp into newfile/: %q", out)
 		}
 		if msg := c.Fails(t, "cp", "df2:/nonexistent", t.TempDir()); !strings.Contains(msg, "Could not find the file /nonexistent in container df2") {
 			t.Errorf("docker cp of a missing path: %q, want Docker's message naming the container", msg)

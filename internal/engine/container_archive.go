@@ -880,6 +880,11 @@ func (v *fsView) stat(p string) (container.PathStat, error) {
 	if err != nil {
 		return container.PathStat{}, fmt.Errorf("stat %s: %w", p, err)
 	}
+	if followLast(p) && !fi.IsDir() {
+		// "f/" names a directory, as lstat says for Docker: the client
+		// then refuses to copy into it ("no such directory").
+		return container.PathStat{}, errdefs.InvalidArgument(fmt.Errorf("stat %s: %w", p, unix.ENOTDIR))
+	}
 	clean := path.Clean("/" + p)
 	st := container.PathStat{Name: path.Base(clean), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}
 	if fi.Mode()&os.ModeSymlink != 0 {
