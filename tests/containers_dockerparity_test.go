@@ -86,6 +86,25 @@ func TestDockerParity(t *testing.T) {
 		}
 	})
 
+	t.Run("LogDriverNone", func(t *testing.T) {
+		if out := c.Must(t, "run", "--network", "none", "--name", "ln1", "--log-driver", "none", ref, "echo", "attached"); out != "attached\n" {
+			t.Errorf("docker run --log-driver none printed %q, want the output through the attach", out)
+		}
+		defer c.Run("rm", "-f", "ln1")
+		if msg := c.Fails(t, "logs", "ln1"); !strings.Contains(msg, "configured logging driver does not support reading") {
+			t.Errorf("docker logs of a none-logged container: %q", msg)
+		}
+		got := strings.TrimSpace(c.Must(t, "inspect", "--format", "{{.HostConfig.LogConfig.Type}}|{{.LogPath}}|{{.Id}}", "ln1"))
+		typ, rest, _ := strings.Cut(got, "|")
+		logPath, id, _ := strings.Cut(rest, "|")
+		if typ != "none" || logPath != "" {
+			t.Errorf("inspect of a none-logged container: %q, want type none and no LogPath", got)
+		}
+		if _, err := os.Stat(filepath.Join(d.DataRoot, "containers", id, id+"-json.log")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a none-logged container has a json log: %v", err)
+		}
+	})
+
 	t.Run("ExecThatCannotStart", func(t *testing.T) {
 		c.Must(t, "run", "-d", "--network", "none", "--name", "ex1", ref, "sleep", "1000")
 		defer c.Run("rm", "-f", "ex1")

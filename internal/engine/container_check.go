@@ -228,8 +228,11 @@ func checkEndpoint(name string, ep *network.EndpointSettings) error {
 // and max-file, the shim rotating the log) and refuses those Docker's
 // json-file driver acts on that berthd does not.
 func checkLogConfig(lc container.LogConfig) error {
+	if lc.Type == "none" {
+		return nil // as Docker, which reads no options of the none driver
+	}
 	if lc.Type != "" && lc.Type != "json-file" {
-		return errdefs.InvalidArgument(fmt.Errorf("logging driver %q (--log-driver) is not supported (only json-file)", lc.Type))
+		return errdefs.InvalidArgument(fmt.Errorf("logging driver %q (--log-driver) is not supported (json-file, none)", lc.Type))
 	}
 	for k, v := range lc.Config {
 		switch k {

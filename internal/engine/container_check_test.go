@@ -87,3 +87,18 @@ func TestParseVolumesFrom(t *testing.T) {
 		}
 	}
 }
+
+// Docker's none log driver is accepted (with no options to check); others
+// than json-file and none are refused naming the option.
+func TestCheckLogConfigNone(t *testing.T) {
+	if err := checkLogConfig(container.LogConfig{Type: "none"}); err != nil {
+		t.Errorf("--log-driver none: %v", err)
+	}
+	hc := &container.HostConfig{LogConfig: container.LogConfig{Type: "none"}}
+	if err := validateHostConfig(hc); err != nil {
+		t.Errorf("validateHostConfig with --log-driver none: %v", err)
+	}
+	if err := checkLogConfig(container.LogConfig{Type: "journald"}); err == nil || !strings.Contains(err.Error(), "--log-driver") {
+		t.Errorf("--log-driver journald: %v, want a refusal naming --log-driver", err)
+	}
+}

@@ -77,7 +77,7 @@ func (e *Engine) ContainerInspect(ctx context.Context, ref string, size bool) (c
 		ResolvConfPath: filepath.Join(c.dir, "resolv.conf"),
 		HostnamePath:   filepath.Join(c.dir, "hostname"),
 		HostsPath:      filepath.Join(c.dir, "hosts"),
-		LogPath:        c.logPath(),
+		LogPath:        c.logFile(),
 		Name:           r.Name,
 		RestartCount:   r.RestartCount,
 		Driver:         "overlay2",

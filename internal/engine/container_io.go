@@ -22,6 +22,15 @@ type LogsOptions struct {
 	Tail         int // negative for all
 }
 
+// logFile is the container's json-file log, empty when its log driver is
+// none (the shim then keeps no log). The caller holds c.mu.
+func (c *ctr) logFile() string {
+	if c.rec.HostConfig != nil && c.rec.HostConfig.LogConfig.Type == "none" {
+		return ""
+	}
+	return c.logPath()
+}
+
 // ContainerLogs returns the container's log entries selected by opts and
 // whether it has a terminal (its output is then one stream). Following
 // ends when the container exits.
@@ -32,9 +41,12 @@ func (e *Engine) ContainerLogs(ctx context.Context, ref string, opts LogsOptions
 	}
 	c.mu.Lock()
 	tty := c.rec.Config.Tty
-	path := c.logPath()
+	path := c.logFile()
 	exitCh, running := c.exitCh, c.running() || c.rec.State.Status == StateRestarting
 	c.mu.Unlock()
+	if path == "" {
+		return false, nil, errdefs.NotImplemented(fmt.Errorf("configured logging driver does not support reading"))
+	}
 	stop := make(chan struct{})
 	ro := shim.ReadOpts{Follow: opts.Follow, Since: opts.Since, Until: opts.Until, Tail: opts.Tail, Stop: stop}
 	if !running {
@@ -122,10 +134,10 @@ func (e *Engine) ContainerAttach(ctx context.Context, ref string, opts AttachOpt
 	if err != nil {
 		return err
 	}
-	if opts.Logs {
-		c.mu.Lock()
-		path := c.logPath()
-		c.mu.Unlock()
+	c.mu.Lock()
+	path := c.logFile()
+	c.mu.Unlock()
+	if opts.Logs && path != "" {
 		for entry, err := range shim.ReadLogs(ctx, path, shim.ReadOpts{Tail: -1}) {
 			if err != nil {
 				return err

@@ -173,8 +173,8 @@ func validateHostConfig(hc *container.HostConfig) error {
 	if hc.AutoRemove && !hc.RestartPolicy.IsNone() {
 		return errdefs.InvalidArgument(fmt.Errorf("can't create 'AutoRemove' container with restart policy"))
 	}
-	if lt := hc.LogConfig.Type; lt != "" && lt != "json-file" {
-		return errdefs.InvalidArgument(fmt.Errorf("logging driver %q is not supported (only json-file)", lt))
+	if lt := hc.LogConfig.Type; lt != "" && lt != "json-file" && lt != "none" {
+		return errdefs.InvalidArgument(fmt.Errorf("logging driver %q is not supported (json-file, none)", lt))
 	}
 	switch nm := string(hc.NetworkMode); nm {
 	case "", "default", "none", "host", "bridge":
@@ -516,7 +516,7 @@ func (cs *containers) spawn(ctx context.Context, c *ctr) (*shim.Client, error) {
 		Runtime:     cs.cfg.Runtimes[c.rec.Runtime],
 		RuntimeRoot: filepath.Join(cs.cfg.ExecRoot, "runtime", c.rec.Runtime),
 		RuntimeArgs: cs.cfg.RuntimeArgs[c.rec.Runtime],
-		LogPath:     c.logPath(), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
+		LogPath:     c.logFile(), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
 		OpenStdin: c.rec.Config.OpenStdin, StdinOnce: c.rec.Config.StdinOnce && !c.rec.Config.Tty,
 		ConsoleHeight: uint16(hc.ConsoleSize[0]), ConsoleWidth: uint16(hc.ConsoleSize[1]),
 	})
