@@ -496,7 +496,7 @@ fi
 
 # run: the docker CLI against the current daemon ($TARGET).
 run() {
-	DOCKER_HOST="unix://$SOCK" DOCKER_CONTEXT= DOCKER_CONFIG="$WORK/client-$TARGET" DOCKER_CLI_HINTS=false \
+	env DOCKER_HOST="unix://$SOCK" DOCKER_CONTEXT= DOCKER_CONFIG="$WORK/client-$TARGET" DOCKER_CLI_HINTS=false \
 		${API:+DOCKER_API_VERSION=$API} timeout 60 "$DOCKER" "$@"
 }
 
