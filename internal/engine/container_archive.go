@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -1256,23 +1254,89 @@ func (e *Engine) ContainerExport(ctx context.Context, ref string, w io.Writer) e
 	return err
 }
 
-// onlyMountPoints says whether the upper layer's /etc at dir holds nothing
-// but the empty files the engine binds hostname, hosts and resolv.conf on.
-func onlyMountPoints(dir string) bool {
-	ents, err := os.ReadDir(dir)
+// onlyMountPointsAt says whether directory name under parent holds only
+// the empty mount points of the engine's hostname, hosts and resolv.conf.
+// It is read through descriptors, never by path (see walkNoFollow).
+func onlyMountPointsAt(parent int, name string) bool {
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
-	for _, ent := range ents {
-		switch ent.Name() {
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		switch n {
 		case "hostname", "hosts", "resolv.conf":
-			if fi, err := ent.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			var st unix.Stat_t
+			if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 {
 				continue
 			}
 		}
 		return false
 	}
 	return true
+}
+
+// walkNoFollow walks the tree under root through directory descriptors:
+// each directory is opened relative to its parent's descriptor with
+// O_NOFOLLOW, so a directory a running container swaps for a symlink
+// while the walk runs fails to open (and is skipped) instead of leading
+// the walk out of the container's layer onto the host, as a walk by path
+// would. fn gets each entry's path relative to root (slash-separated),
+// its lstat and its parent's descriptor, in lexical order; names longer
+// than PATH_MAX are refused, so a container's unbounded nesting cannot
+// grow the walk without bound.
+func walkNoFollow(root string, fn func(rel string, st *unix.Stat_t, parent int) error) error {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", root, err)
+	}
+	return walkDirFD(fd, "", fn)
+}
+
+// walkDirFD walks the directory open at dirfd (named rel), closing it.
+func walkDirFD(dirfd int, rel string, fn func(rel string, st *unix.Stat_t, parent int) error) error {
+	f := os.NewFile(uintptr(dirfd), rel)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read directory /%s: %w", rel, err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		child := path.Join(rel, name)
+		if len(child) >= unix.PathMax {
+			return fmt.Errorf("path /%s... is longer than PATH_MAX", child[:64])
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // removed while the walk ran
+			}
+			return fmt.Errorf("stat /%s: %w", child, err)
+		}
+		if err := fn(child, &st, dirfd); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		cfd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+				continue // replaced while the walk ran: not followed
+			}
+			return fmt.Errorf("open /%s: %w", child, err)
+		}
+		if err := walkDirFD(cfd, child, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ContainerChanges lists what the container changed over its image.
@@ -1285,6 +1349,8 @@ func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.
 	if err != nil {
 		return nil, fmt.Errorf("layers of container %s: %w", c.rec.ID, err)
 	}
+	// The lower layers are the image's, which no container can write;
+	// the upper one is the container's, walked by descriptor.
 	upper, lowers := paths[0], paths[1:]
 	inLower := func(rel string) bool {
 		for _, l := range lowers {
@@ -1295,36 +1361,24 @@ func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.
 		return false
 	}
 	out := []container.FilesystemChange{}
-	err = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(upper, p)
-		if rel == "." {
-			return nil
-		}
-		name := "/" + filepath.ToSlash(rel)
+	err = walkNoFollow(upper, func(rel string, st *unix.Stat_t, parent int) error {
+		name := "/" + rel
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 		switch name {
 		case "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv":
 			// Mount points the engine binds its own files on, as Docker
 			// leaves them out.
-			if !d.IsDir() {
-				if fi, err := d.Info(); err == nil && fi.Size() == 0 {
-					return nil
-				}
+			if !isDir && st.Size == 0 {
+				return nil
 			}
 		}
-		if name == "/etc" && d.IsDir() && inLower(rel) && onlyMountPoints(p) {
+		if name == "/etc" && isDir && inLower(rel) && onlyMountPointsAt(parent, "etc") {
 			// Copied up only for the mount points above: Docker keeps
 			// those in an init layer below the container's, so its diff
 			// shows no change of /etc for them.
 			return nil
 		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode()&os.ModeCharDevice != 0 && st.Rdev == 0 {
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
 			out = append(out, container.FilesystemChange{Kind: container.ChangeDelete, Path: name})
 			return nil
 		}
