@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,39 @@ func TestContainersCreateChecks(t *testing.T) {
 		e.c.Must(t, "create", "--name", "same", e.image, "true")
 		if stderr := e.c.Fails(t, "rename", "same", "same"); !strings.Contains(stderr, "Renaming a container with the same name as its current name") {
 			t.Errorf("rename to the same name: %q", stderr)
+		}
+	})
+}
+
+// TestContainersRuntimeErrors: a container the runtime cannot create
+// fails as Docker's does: "OCI runtime create failed: <the runtime's
+// reason>", no command line or private path of the engine, and the exit
+// code the docker CLI derives from it (127 for a missing command, 125 for
+// a mount that cannot be made).
+func TestContainersRuntimeErrors(t *testing.T) {
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		if e.c.Name != "docker" {
+			t.Skip("the daemon's message; the docker CLI derives the exit code from it")
+		}
+		_, stderr, err := e.run("--rm", e.image, "/nope")
+		if code := ctrExitCode(t, err); code != 127 {
+			t.Errorf("run of a missing command exited %d, want 127: %s", code, stderr)
+		}
+		if !strings.Contains(stderr, "OCI runtime create failed") || !strings.Contains(stderr, "/nope") {
+			t.Errorf("run of a missing command: %q, want Docker's OCI runtime create failed naming /nope", stderr)
+		}
+		for _, private := range []string{"--bundle", e.d.DataRoot, "--pid-file"} {
+			if strings.Contains(stderr, private) {
+				t.Errorf("the error shows the engine's %q: %s", private, stderr)
+			}
+		}
+		hostFile := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(hostFile, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, err = e.run("--rm", "-v", hostFile+":/bin", e.image, "true")
+		if code := ctrExitCode(t, err); code != 125 {
+			t.Errorf("run with a file bound on a directory exited %d, want 125: %s", code, stderr)
 		}
 	})
 }

@@ -521,7 +521,7 @@ func (cs *containers) spawn(ctx context.Context, c *ctr) (*shim.Client, error) {
 		ConsoleHeight: uint16(hc.ConsoleSize[0]), ConsoleWidth: uint16(hc.ConsoleSize[1]),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create container %s with runtime %s: %w", id, c.rec.Runtime, err)
+		return nil, fmt.Errorf("failed to create task for container %s (runtime %s): %w", id, c.rec.Runtime, err)
 	}
 	ok = true
 	return cl, nil

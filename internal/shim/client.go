@@ -174,7 +174,11 @@ func Spawn(ctx context.Context, o Opts) (*Client, error) {
 			ready = nil // checked once; then the slow poll below
 			continue
 		case <-done:
-			return nil, fmt.Errorf("spawn shim for %s: %s", o.ID, shimFailure(filepath.Join(dir, shimLogName), logStart))
+			msg := shimFailure(filepath.Join(dir, shimLogName), logStart)
+			if strings.HasPrefix(msg, "OCI runtime ") {
+				return nil, errors.New(msg) // the runtime's refusal, as Docker words it
+			}
+			return nil, fmt.Errorf("spawn shim for %s: %s", o.ID, msg)
 		case <-ctx.Done():
 			proc.Signal(syscall.SIGKILL)
 			<-done

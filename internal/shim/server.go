@@ -216,7 +216,14 @@ func (s *server) runtimeError(args []string, code int, offset int64, out []byte)
 	if msg == "" {
 		msg = "exit status " + strconv.Itoa(code)
 	}
-	err := fmt.Errorf("%s %s: %s", filepath.Base(s.cfg.Runtime), strings.Join(args, " "), msg)
+	// Clients see Docker's form ("OCI runtime create failed: ..."); the
+	// whole command line, with its private paths, goes to the shim's log.
+	logf("%s %s: %s", s.cfg.Runtime, strings.Join(args, " "), msg)
+	verb := "command"
+	if len(args) > 0 {
+		verb = args[0]
+	}
+	err := fmt.Errorf("OCI runtime %s failed: %s", verb, msg)
 	lower := strings.ToLower(msg)
 	switch {
 	case strings.Contains(lower, "does not exist") || strings.Contains(lower, "not found"):

@@ -253,7 +253,9 @@ func mountBind(root *os.File, m mount.Mount) error {
 		return fmt.Errorf("bind %s on %s: %w", m.Source, m.Target, err)
 	}
 	if tgtDir := tst.Mode&unix.S_IFMT == unix.S_IFDIR; tgtDir != srcDir {
-		return errdefs.InvalidArgument(fmt.Errorf("bind %s on %s: source is a %s but target is a %s",
+		// Worded without "is a directory": the docker CLI reads that as a
+		// command that cannot run (exit 126) rather than a failed create.
+		return errdefs.InvalidArgument(fmt.Errorf("bind %s on %s: cannot mount a %s on a %s",
 			m.Source, m.Target, typeName(sst.Mode), typeName(tst.Mode)))
 	}
 	m.Source = fdPath(src)
