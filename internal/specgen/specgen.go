@@ -286,8 +286,11 @@ func invalid(format string, a ...any) error {
 	return errdefs.InvalidArgument(fmt.Errorf(format, a...))
 }
 
-// defaultSpec is Docker's default Linux spec.
-func defaultSpec(h Host) *specs.Spec {
+// DefaultMaskedPaths are the paths Docker masks in a container that is
+// not privileged: its fixed list and the host's own (h.MaskedPaths). A new
+// slice each call. The engine records them in the container's HostConfig
+// at create, as Docker does.
+func DefaultMaskedPaths(h Host) []string {
 	masked := []string{
 		"/proc/acpi",
 		"/proc/asound",
@@ -302,7 +305,17 @@ func defaultSpec(h Host) *specs.Spec {
 		"/sys/devices/virtual/powercap",
 		"/sys/firmware",
 	}
-	masked = append(masked, h.MaskedPaths...)
+	return append(masked, h.MaskedPaths...)
+}
+
+// DefaultReadonlyPaths are the paths Docker makes read-only in a container
+// that is not privileged. A new slice each call.
+func DefaultReadonlyPaths() []string {
+	return []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+}
+
+// defaultSpec is Docker's default Linux spec.
+func defaultSpec(h Host) *specs.Spec {
 	return &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{},
@@ -316,8 +329,8 @@ func defaultSpec(h Host) *specs.Spec {
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
 		},
 		Linux: &specs.Linux{
-			MaskedPaths:   masked,
-			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+			MaskedPaths:   DefaultMaskedPaths(h),
+			ReadonlyPaths: DefaultReadonlyPaths(),
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.MountNamespace},
 				{Type: specs.NetworkNamespace},

@@ -1408,3 +1408,36 @@ func TestGenerateLeavesRequestAlone(t *testing.T) {
 		t.Errorf("Generate changed its input")
 	}
 }
+
+// The defaults the engine records in a container's HostConfig are those a
+// spec gets when the HostConfig names none, host paths included, and each
+// call returns its own slice.
+func TestDefaultMaskedAndReadonlyPaths(t *testing.T) {
+	in := testInput(t)
+	in.Host.MaskedPaths = []string{"/sys/devices/system/cpu/cpu0/thermal_throttle"}
+	s := generate(t, in)
+	masked := DefaultMaskedPaths(in.Host)
+	if !reflect.DeepEqual(s.Linux.MaskedPaths, masked) {
+		t.Errorf("spec masks %v, DefaultMaskedPaths %v", s.Linux.MaskedPaths, masked)
+	}
+	if !slices.Contains(masked, "/proc/kcore") || masked[len(masked)-1] != "/sys/devices/system/cpu/cpu0/thermal_throttle" {
+		t.Errorf("DefaultMaskedPaths %v: want /proc/kcore and the host's path last", masked)
+	}
+	if ro := DefaultReadonlyPaths(); !reflect.DeepEqual(s.Linux.ReadonlyPaths, ro) || !slices.Contains(ro, "/proc/sys") {
+		t.Errorf("spec read-only %v, DefaultReadonlyPaths %v", s.Linux.ReadonlyPaths, ro)
+	}
+	masked[0] = "/changed"
+	DefaultReadonlyPaths()[0] = "/changed"
+	if DefaultMaskedPaths(in.Host)[0] == "/changed" || DefaultReadonlyPaths()[0] == "/changed" {
+		t.Error("the defaults share their slice with callers")
+	}
+
+	// Recorded in the HostConfig (as the engine does at create), they give
+	// the same spec.
+	in.HostConfig.MaskedPaths = DefaultMaskedPaths(in.Host)
+	in.HostConfig.ReadonlyPaths = DefaultReadonlyPaths()
+	s2 := generate(t, in)
+	if !reflect.DeepEqual(s2.Linux.MaskedPaths, s.Linux.MaskedPaths) || !reflect.DeepEqual(s2.Linux.ReadonlyPaths, s.Linux.ReadonlyPaths) {
+		t.Errorf("recorded defaults give masked %v read-only %v", s2.Linux.MaskedPaths, s2.Linux.ReadonlyPaths)
+	}
+}
