@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	imagetypes "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
 
 	"github.com/berth-project/berth/internal/engine"
@@ -256,13 +257,23 @@ func (s *Server) imageByName(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// imageInspectResponse is an image's inspect as API versions before 1.52
+// (berthd's own version) send it: with Parent and DockerVersion, which
+// Docker sends empty for an image pulled, loaded or built by other tools.
+// Berth records no parent image and no Docker version, so both are empty.
+type imageInspectResponse struct {
+	imagetypes.InspectResponse
+	Parent        string
+	DockerVersion string
+}
+
 func (s *Server) imageInspect(w http.ResponseWriter, r *http.Request, name string) {
 	resp, err := s.eng.Inspect(r.Context(), name)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, imageInspectResponse{InspectResponse: resp})
 }
 
 func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -93,11 +94,26 @@ func TestPullStreamAndImageRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var insp image.InspectResponse
-	_ = json.NewDecoder(r.Body).Decode(&insp)
+	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
+	var insp image.InspectResponse
+	_ = json.Unmarshal(body, &insp)
 	if r.StatusCode != 200 || insp.ID != list[0].ID {
 		t.Fatalf("inspect: %d %+v", r.StatusCode, insp)
+	}
+	// As Docker's before API 1.52: Parent and DockerVersion are sent (empty
+	// for a pulled image), and the layers' directories are shown.
+	var raw map[string]any
+	_ = json.Unmarshal(body, &raw)
+	for _, k := range []string{"Parent", "DockerVersion"} {
+		if v, ok := raw[k]; !ok || v != "" {
+			t.Errorf("inspect %s: %#v (present %v), want \"\"", k, v, ok)
+		}
+	}
+	if gd := insp.GraphDriver; gd == nil || gd.Name != "overlay2" || gd.Data["UpperDir"] == "" {
+		t.Errorf("inspect GraphDriver: %+v", gd)
+	} else if st, err := os.Stat(gd.Data["UpperDir"]); err != nil || !st.IsDir() {
+		t.Errorf("inspect GraphDriver UpperDir %s: %v", gd.Data["UpperDir"], err)
 	}
 	// Tag, then delete the tag.
 	r, err = http.Post(srv.URL+"/v1.44/images/"+host+"/test/bb:1/tag?repo=x/y&tag=z", "", nil)

@@ -68,6 +68,16 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 		return "", errdefs.InvalidArgument(fmt.Errorf("unknown or invalid runtime name: %s", rt))
 	}
 	hc.Runtime = rt
+	// As Docker records them at create: the masked and read-only paths the
+	// container gets, unless it is privileged or the request names its own.
+	if !hc.Privileged {
+		if hc.MaskedPaths == nil {
+			hc.MaskedPaths = specgen.DefaultMaskedPaths(cs.host)
+		}
+		if hc.ReadonlyPaths == nil {
+			hc.ReadonlyPaths = specgen.DefaultReadonlyPaths()
+		}
+	}
 
 	release := e.hold()
 	defer release()
@@ -137,6 +147,10 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 		cleanup()
 		return "", fmt.Errorf("prepare root filesystem of container %s: %w", id, err)
 	}
+	if err := e.writeDockerenv(ctx, key); err != nil {
+		cleanup()
+		return "", fmt.Errorf("root filesystem of container %s: %w", id, err)
+	}
 	if err := writeNetworkFiles(dir, merged.Hostname, merged.Domainname, hc); err != nil {
 		cleanup()
 		return "", err
@@ -162,6 +176,36 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 	ok = true
 	e.emit("container", "create", id, c.attributes())
 	return id, nil
+}
+
+// writeDockerenv creates /.dockerenv, an empty file of mode 0755 as
+// Docker's, in the writable layer of the snapshot key: programs test for it
+// to know they run in a container. The layer is the engine's own and new,
+// the file is created there without following any link and must not exist.
+func (e *Engine) writeDockerenv(ctx context.Context, key string) error {
+	paths, err := e.snaps.Paths(ctx, key)
+	if err != nil {
+		return fmt.Errorf("find writable layer: %w", err)
+	}
+	if len(paths) == 0 {
+		return fmt.Errorf("find writable layer of snapshot %s: none", key)
+	}
+	upper := paths[0]
+	dfd, err := unix.Open(upper, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open writable layer %s: %w", upper, err)
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat(dfd, ".dockerenv", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o755)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Join(upper, ".dockerenv"), err)
+	}
+	defer unix.Close(fd)
+	// The mode as asked, whatever the engine's umask.
+	if err := unix.Fchmod(fd, 0o755); err != nil {
+		return fmt.Errorf("set mode of %s: %w", filepath.Join(upper, ".dockerenv"), err)
+	}
+	return nil
 }
 
 // validateHostConfig checks the parts of a HostConfig the engine itself

@@ -11,6 +11,7 @@ import (
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	imagetypes "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/storage"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/berth-project/berth/internal/errdefs"
@@ -293,7 +294,7 @@ func (e *Engine) Inspect(ctx context.Context, name string) (imagetypes.InspectRe
 		created = v.config.Created.UTC().Format(time.RFC3339Nano)
 	}
 	desc := v.rec.Target
-	return imagetypes.InspectResponse{
+	resp := imagetypes.InspectResponse{
 		ID:           v.rec.ID.String(),
 		RepoTags:     v.tags,
 		RepoDigests:  v.digests,
@@ -309,7 +310,29 @@ func (e *Engine) Inspect(ctx context.Context, name string) (imagetypes.InspectRe
 		RootFS:       imagetypes.RootFS{Type: "layers", Layers: layers},
 		Metadata:     imagetypes.Metadata{LastTagTime: v.rec.LastTagTime},
 		Descriptor:   &desc,
-	}, nil
+		GraphDriver:  e.imageGraphDriver(ctx, v.config.RootFS.DiffIDs),
+	}
+	return resp, nil
+}
+
+// imageGraphDriver is the storage of an image's layers as Docker's overlay2
+// driver shows it: its top layer's directory as UpperDir, those below it
+// (newest first) as LowerDir. Nil when the image has no layers or they are
+// not unpacked.
+func (e *Engine) imageGraphDriver(ctx context.Context, diffIDs []digest.Digest) *storage.DriverData {
+	chains := chainIDs(diffIDs)
+	if len(chains) == 0 {
+		return nil
+	}
+	paths, err := e.snaps.Paths(ctx, chains[len(chains)-1].String())
+	if err != nil || len(paths) == 0 {
+		return nil
+	}
+	dd := map[string]string{"UpperDir": paths[0]}
+	if len(paths) > 1 {
+		dd["LowerDir"] = strings.Join(paths[1:], ":")
+	}
+	return &storage.DriverData{Name: "overlay2", Data: dd}
 }
 
 // History answers GET /images/{name}/history, newest step first.
