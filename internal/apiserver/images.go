@@ -132,10 +132,6 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := from
-	if q.Get("tag") == "" && !hasTagOrDigest(from) {
-		writeError(w, errdefs.NotImplemented(fmt.Errorf("pulling all tags of %s is not supported: name a tag or digest", from)))
-		return
-	}
 	if tag := q.Get("tag"); tag != "" {
 		if strings.Contains(tag, ":") { // a digest
 			ref = from + "@" + tag
@@ -146,6 +142,15 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 	auth, err := registryAuth(r)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if !hasTagOrDigest(ref) {
+		// No tag anywhere: every tag of the repository, as Docker does
+		// for docker pull --all-tags (the client then sends no tag).
+		if _, err := s.eng.PullAllTags(r.Context(), ref, engine.PullOptions{Platform: platform, Auth: auth, Progress: st.Send}); err != nil {
+			s.log.Info("pull failed", "repository", ref, "err", err)
+			st.Fail(err)
+		}
 		return
 	}
 	if _, err := s.eng.Pull(r.Context(), ref, engine.PullOptions{Platform: platform, Auth: auth, Progress: st.Send}); err != nil {

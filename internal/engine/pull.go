@@ -138,28 +138,89 @@ func (e *Engine) Pull(ctx context.Context, refStr string, opts PullOptions) (dig
 	if err != nil {
 		return "", err
 	}
-	id, err := e.pull(ctx, ref, opts)
-	if err != nil && (errors.Is(err, errdefs.ErrUnauthorized) || errors.Is(err, errdefs.ErrPermission)) {
-		return "", errdefs.NotFound(fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': %w", ref.FamiliarName(), err))
+	prog := opts.Progress.serialized()
+	opts.Progress = prog
+	id, newer, err := e.pull(ctx, e.registryClient(opts.Auth, ref), ref, opts)
+	if err != nil {
+		return "", accessDenied(ref, err)
 	}
-	return id, err
+	pullStatus(prog, ref.Familiar(), newer)
+	return id, nil
 }
 
-func (e *Engine) pull(ctx context.Context, ref image.Reference, opts PullOptions) (digest.Digest, error) {
+// PullAllTags pulls every tag of repo's repository (docker pull --all-tags):
+// it lists the tags with the registry, then pulls each in turn, each tag's
+// progress under its own "Pulling from" line, and ends with one status line
+// for the repository, in Docker's words. repo must name neither a tag nor a
+// digest. It returns the IDs of the images pulled, in the registry's tag
+// order. The first tag that fails ends the pull with its error.
+func (e *Engine) PullAllTags(ctx context.Context, repo string, opts PullOptions) ([]digest.Digest, error) {
+	ref, err := image.ParseName(repo)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Tag != "" || ref.Digest != "" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("pull all tags of %s: the name must not carry a tag or digest", repo))
+	}
+	prog := opts.Progress.serialized()
+	opts.Progress = prog
+	client := e.registryClient(opts.Auth, ref)
+	tags, err := client.Tags(ctx, ref)
+	if err != nil {
+		return nil, accessDenied(ref, err)
+	}
+	if len(tags) == 0 {
+		return nil, errdefs.NotFound(fmt.Errorf("pull all tags of %s: the repository has no tags", ref.FamiliarName()))
+	}
+	var ids []digest.Digest
+	anyNewer := false
+	for _, tag := range tags {
+		tagRef := ref.WithTag(tag)
+		id, newer, err := e.pull(ctx, client, tagRef, opts)
+		if err != nil {
+			return ids, accessDenied(tagRef, err)
+		}
+		anyNewer = anyNewer || newer
+		ids = append(ids, id)
+	}
+	pullStatus(prog, ref.FamiliarName(), anyNewer)
+	return ids, nil
+}
+
+// accessDenied turns a registry's refusal into Docker's "pull access denied".
+func accessDenied(ref image.Reference, err error) error {
+	if errors.Is(err, errdefs.ErrUnauthorized) || errors.Is(err, errdefs.ErrPermission) {
+		return errdefs.NotFound(fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': %w", ref.FamiliarName(), err))
+	}
+	return err
+}
+
+// pullStatus sends a pull's last line, as Docker words it.
+func pullStatus(prog ProgressFunc, name string, newer bool) {
+	if newer {
+		prog.send(jsonstream.Message{Status: "Status: Downloaded newer image for " + name})
+	} else {
+		prog.send(jsonstream.Message{Status: "Status: Image is up to date for " + name})
+	}
+}
+
+// pull fetches one tag or digest of a repository with client and names it.
+// It reports whether anything changed: layers fetched, or the name moved.
+// opts.Progress must be serialized.
+func (e *Engine) pull(ctx context.Context, client *registry.Client, ref image.Reference, opts PullOptions) (digest.Digest, bool, error) {
 	var err error
 	want := image.HostPlatform()
 	if opts.Platform != "" {
 		if want, err = image.ParsePlatform(opts.Platform); err != nil {
-			return "", err
+			return "", false, err
 		}
 	}
-	prog := opts.Progress.serialized()
+	prog := opts.Progress
 	defer e.hold()()
 
-	client := e.registryClient(opts.Auth, ref)
 	target, err := client.Resolve(ctx, ref)
 	if err != nil {
-		return "", err // names the reference and the registry
+		return "", false, err // names the reference and the registry
 	}
 	if ref.Digest != "" {
 		prog.send(jsonstream.Message{ID: ref.Digest.String(), Status: "Pulling from " + ref.Path})
@@ -168,7 +229,7 @@ func (e *Engine) pull(ctx context.Context, ref image.Reference, opts PullOptions
 	}
 	data, err := e.fetchManifest(ctx, client, ref, target)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if target.MediaType == "" {
 		target.MediaType = sniffMediaType(data)
@@ -177,38 +238,38 @@ func (e *Engine) pull(ctx context.Context, ref image.Reference, opts PullOptions
 	if isIndex(target.MediaType) {
 		var idx ocispec.Index
 		if err := json.Unmarshal(data, &idx); err != nil {
-			return "", fmt.Errorf("decode index %s of %s: %w", target.Digest, ref.Familiar(), err)
+			return "", false, fmt.Errorf("decode index %s of %s: %w", target.Digest, ref.Familiar(), err)
 		}
 		if manifestDesc, err = choosePlatform(idx, want); err != nil {
-			return "", fmt.Errorf("pull %s: %w", ref.Familiar(), err)
+			return "", false, fmt.Errorf("pull %s: %w", ref.Familiar(), err)
 		}
 		if data, err = e.fetchManifest(ctx, client, ref, manifestDesc); err != nil {
-			return "", err
+			return "", false, err
 		}
 	} else if !isManifest(target.MediaType) {
-		return "", errdefs.InvalidArgument(fmt.Errorf("pull %s: unsupported manifest media type %q", ref.Familiar(), target.MediaType))
+		return "", false, errdefs.InvalidArgument(fmt.Errorf("pull %s: unsupported manifest media type %q", ref.Familiar(), target.MediaType))
 	}
 	var mf ocispec.Manifest
 	if err := json.Unmarshal(data, &mf); err != nil {
-		return "", fmt.Errorf("decode manifest %s of %s: %w", manifestDesc.Digest, ref.Familiar(), err)
+		return "", false, fmt.Errorf("decode manifest %s of %s: %w", manifestDesc.Digest, ref.Familiar(), err)
 	}
 	if mt := mf.Config.MediaType; mt != "" && mt != ocispec.MediaTypeImageConfig && mt != mediaTypeDockerConfig {
-		return "", errdefs.InvalidArgument(fmt.Errorf("pull %s: manifest %s is not a container image (config media type %q)", ref.Familiar(), manifestDesc.Digest, mt))
+		return "", false, errdefs.InvalidArgument(fmt.Errorf("pull %s: manifest %s is not a container image (config media type %q)", ref.Familiar(), manifestDesc.Digest, mt))
 	}
 	cfgData, err := e.fetchSmallBlob(ctx, client, ref, mf.Config)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(cfgData, &cfg); err != nil {
-		return "", fmt.Errorf("decode config %s of %s: %w", mf.Config.Digest, ref.Familiar(), err)
+		return "", false, fmt.Errorf("decode config %s of %s: %w", mf.Config.Digest, ref.Familiar(), err)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(mf.Layers) {
-		return "", errdefs.InvalidArgument(fmt.Errorf("image %s: config %s lists %d layers, manifest %s has %d", ref.Familiar(), mf.Config.Digest, len(cfg.RootFS.DiffIDs), manifestDesc.Digest, len(mf.Layers)))
+		return "", false, errdefs.InvalidArgument(fmt.Errorf("image %s: config %s lists %d layers, manifest %s has %d", ref.Familiar(), mf.Config.Digest, len(cfg.RootFS.DiffIDs), manifestDesc.Digest, len(mf.Layers)))
 	}
 
 	if opts.Platform != "" && !isIndex(target.MediaType) && !image.Match(want, cfg.Platform) {
-		return "", errdefs.NotFound(fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)", ref.Familiar(), image.FormatPlatform(cfg.Platform), image.FormatPlatform(want)))
+		return "", false, errdefs.NotFound(fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)", ref.Familiar(), image.FormatPlatform(cfg.Platform), image.FormatPlatform(want)))
 	}
 	// Up to date: nothing to fetch and the name already points here.
 	nameKey := ref.String()
@@ -218,20 +279,15 @@ func (e *Engine) pull(ctx context.Context, ref image.Reference, opts PullOptions
 	prevID, _ := e.meta.Resolve(nameKey)
 	sizes, fetched, err := e.fetchLayers(ctx, client, ref, mf.Layers, cfg.RootFS.DiffIDs, prog)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	rec := metadata.Image{ID: mf.Config.Digest, Target: target, Manifest: manifestDesc, LayerSizes: sizes}
 	if err := e.registerImage(rec, ref); err != nil {
-		return "", err
+		return "", false, err
 	}
 	prog.send(jsonstream.Message{Status: "Digest: " + target.Digest.String()})
-	if prevID == rec.ID && !fetched {
-		prog.send(jsonstream.Message{Status: "Status: Image is up to date for " + ref.Familiar()})
-	} else {
-		prog.send(jsonstream.Message{Status: "Status: Downloaded newer image for " + ref.Familiar()})
-	}
 	e.log.Info("pulled image", "ref", ref.String(), "id", rec.ID, "target", target.Digest)
-	return rec.ID, nil
+	return rec.ID, prevID != rec.ID || fetched, nil
 }
 
 // registerImage stores rec (keeping names of an older record with the same
