@@ -9,6 +9,7 @@ import (
 
 	imagetypes "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/berth-project/berth/internal/engine"
 	"github.com/berth-project/berth/internal/errdefs"
@@ -105,20 +106,23 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	st := newStream(w)
 	if src := q.Get("fromSrc"); src != "" {
-		if src != "-" {
-			writeError(w, errdefs.NotImplemented(fmt.Errorf("import from URL %q: only fromSrc=- (request body) is supported", src)))
-			return
-		}
 		ref := q.Get("repo")
 		if ref != "" && q.Get("tag") != "" {
 			ref += ":" + q.Get("tag")
 		}
-		id, err := s.eng.Import(r.Context(), r.Body, engine.ImportOptions{
+		opts := engine.ImportOptions{
 			Ref:      ref,
 			Changes:  q["changes"],
 			Message:  q.Get("message"),
 			Platform: platform,
-		})
+		}
+		var id digest.Digest
+		if src == "-" {
+			id, err = s.eng.Import(r.Context(), r.Body, opts)
+		} else {
+			// A URL: berthd downloads the tarball.
+			id, err = s.eng.ImportURL(r.Context(), src, opts, st.Send)
+		}
 		if err != nil {
 			st.Fail(err)
 			return

@@ -8,12 +8,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/jsonstream"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -146,6 +150,131 @@ func (e *Engine) Import(ctx context.Context, r io.Reader, opts ImportOptions) (d
 		}
 	}
 	return rec.ID, nil
+}
+
+// MaxImportDownload bounds the size of a root file system tarball fetched
+// by ImportURL: a server sending more is cut off with an error.
+var MaxImportDownload int64 = 16 << 30
+
+// ImportURL downloads a root file system tarball from src, an http or https
+// URL (one without a scheme is taken as http, as Docker does), and imports
+// it as Import does from a request body. Progress sees Docker's lines:
+// "Downloading from <URL>", then "Importing" with the bytes received. The
+// history comment defaults to "Imported from <src>". The download is bounded
+// by MaxImportDownload; redirects may go only to http or https URLs.
+func (e *Engine) ImportURL(ctx context.Context, src string, opts ImportOptions, progress ProgressFunc) (digest.Digest, error) {
+	u, err := importURL(src)
+	if err != nil {
+		return "", err
+	}
+	if opts.Message == "" {
+		opts.Message = "Imported from " + src
+	}
+	where := u.Redacted()
+	hc := &http.Client{
+		Transport: importTransport(),
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return fmt.Errorf("stopped after 10 redirects")
+			}
+			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+				return fmt.Errorf("redirect to %s refused: only http and https URLs are followed", req.URL.Redacted())
+			}
+			return nil
+		},
+	}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", errdefs.InvalidArgument(fmt.Errorf("import from %s: %w", where, err))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", errdefs.Unavailable(fmt.Errorf("import from %s: download: %w", where, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		err := fmt.Errorf("import from %s: download: the server answered %s", where, resp.Status)
+		if resp.StatusCode == http.StatusNotFound {
+			return "", errdefs.NotFound(err)
+		}
+		return "", err
+	}
+	if resp.ContentLength > MaxImportDownload {
+		return "", errdefs.InvalidArgument(fmt.Errorf("import from %s: the tarball's %d bytes are more than the %d allowed", where, resp.ContentLength, MaxImportDownload))
+	}
+	progress = progress.serialized()
+	progress.send(jsonstream.Message{Status: "Downloading from " + where})
+	report := throttled(progress, "", "Importing")
+	total := resp.ContentLength
+	if total < 0 {
+		total = 0
+	}
+	body := &boundedReader{r: resp.Body, max: MaxImportDownload, what: where}
+	id, err := e.Import(ctx, &countingReader{r: body, fn: func(n int64) { report(n, total) }}, opts)
+	if err != nil {
+		if body.err != nil {
+			return "", errdefs.InvalidArgument(body.err)
+		}
+		return "", fmt.Errorf("import from %s: %w", where, err)
+	}
+	return id, nil
+}
+
+// importURL checks that src is an http or https URL with a host.
+func importURL(src string) (*url.URL, error) {
+	if !strings.Contains(src, "://") {
+		src = "http://" + src
+	}
+	u, err := url.Parse(src)
+	if err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("import from %q: %w", src, err))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("import from %s: only http and https URLs are supported (or - for the request body)", u.Redacted()))
+	}
+	if u.Host == "" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("import from %s: the URL has no host", u.Redacted()))
+	}
+	return u, nil
+}
+
+// importTransport is the HTTP transport of ImportURL: the environment's
+// proxy settings, bounded waits for a connection and for the answer's
+// headers (the body may take as long as the request's context allows).
+func importTransport() http.RoundTripper {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   30 * time.Second,
+		ResponseHeaderTimeout: 2 * time.Minute,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// boundedReader fails once more than max bytes came from r.
+type boundedReader struct {
+	r    io.Reader
+	max  int64
+	n    int64
+	what string
+	err  error
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if rest := b.max + 1 - b.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.n > b.max {
+		b.err = fmt.Errorf("import from %s: the tarball is larger than the %d bytes allowed", b.what, b.max)
+		return 0, b.err
+	}
+	return n, err
 }
 
 // applyChange applies one Dockerfile instruction of docker import --change.
