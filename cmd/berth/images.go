@@ -66,6 +66,9 @@ func (c *cli) pullCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("invalid reference format: %w", err)
 			}
+			if all && !reference.IsNameOnly(named) {
+				return errors.New("tag can't be used with --all-tags/-a")
+			}
 			if !all && reference.IsNameOnly(named) {
 				named = reference.TagNameOnly(named)
 				if !quiet {
@@ -664,14 +667,18 @@ func (c *cli) importCommand() *cobra.Command {
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			var in io.Reader = c.in
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
+			source := client.ImageImportSource{Source: c.in, SourceName: "-"}
+			switch src := args[0]; {
+			case strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://"):
+				// berthd downloads it.
+				source = client.ImageImportSource{SourceName: src}
+			case src != "-":
+				f, err := os.Open(src)
 				if err != nil {
 					return err
 				}
 				defer f.Close()
-				in = f
+				source.Source = f
 			}
 			ref := ""
 			if len(args) == 2 {
@@ -691,7 +698,7 @@ func (c *cli) importCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := api.ImageImport(ctx, client.ImageImportSource{Source: in, SourceName: "-"}, ref, opts)
+			res, err := api.ImageImport(ctx, source, ref, opts)
 			if err != nil {
 				return err
 			}
