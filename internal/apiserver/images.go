@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	imagetypes "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
 	digest "github.com/opencontainers/go-digest"
@@ -266,14 +267,59 @@ func (s *Server) imageByName(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// imageInspectResponse is an image's inspect as API versions before 1.52
-// (berthd's own version) send it: with Parent and DockerVersion, which
-// Docker sends empty for an image pulled, loaded or built by other tools.
-// Berth records no parent image and no Docker version, so both are empty.
+// imageInspectResponse is an image's inspect as Docker sends it at berthd's
+// API version (1.47): with Parent and DockerVersion, which
+// Docker sends empty for an image pulled, loaded or built by other tools
+// (Berth records no parent image and no Docker version, so both are
+// empty), and Config in the shape of a container's config.
 type imageInspectResponse struct {
 	imagetypes.InspectResponse
 	Parent        string
 	DockerVersion string
+	Config        *legacyImageConfig
+}
+
+// legacyImageConfig is the image config as a container config, the shape
+// of Docker's image inspect at that version: the fields the image format
+// lacks are sent empty, and those it has are sent even when empty (null,
+// "") rather than left out.
+type legacyImageConfig struct {
+	*dockerspec.DockerOCIImageConfig
+	Hostname     string
+	Domainname   string
+	User         string
+	AttachStdin  bool
+	AttachStdout bool
+	AttachStderr bool
+	Tty          bool
+	OpenStdin    bool
+	StdinOnce    bool
+	Env          []string
+	Cmd          []string
+	Image        string
+	Volumes      map[string]struct{}
+	WorkingDir   string
+	Entrypoint   []string
+	OnBuild      []string
+	Labels       map[string]string
+}
+
+func newImageInspectResponse(in imagetypes.InspectResponse) imageInspectResponse {
+	out := imageInspectResponse{InspectResponse: in}
+	if c := in.Config; c != nil {
+		out.Config = &legacyImageConfig{
+			DockerOCIImageConfig: c,
+			User:                 c.User,
+			Env:                  c.Env,
+			Cmd:                  c.Cmd,
+			Volumes:              c.Volumes,
+			WorkingDir:           c.WorkingDir,
+			Entrypoint:           c.Entrypoint,
+			OnBuild:              c.OnBuild,
+			Labels:               c.Labels,
+		}
+	}
+	return out
 }
 
 func (s *Server) imageInspect(w http.ResponseWriter, r *http.Request, name string) {
@@ -282,7 +328,7 @@ func (s *Server) imageInspect(w http.ResponseWriter, r *http.Request, name strin
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, imageInspectResponse{InspectResponse: resp})
+	writeJSON(w, http.StatusOK, newImageInspectResponse(resp))
 }
 
 func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/image"
 
 	"github.com/berth-project/berth/internal/testutil"
@@ -186,5 +187,49 @@ func TestPullErrorMidStream(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("pull of a missing image: %d", resp.StatusCode)
+	}
+}
+
+// Image inspect sends the whole image config, Docker's fields of a container
+// config included (empty), Parent and DockerVersion empty.
+func TestImageInspectLegacyShape(t *testing.T) {
+	cfg := &dockerspec.DockerOCIImageConfig{}
+	cfg.ExposedPorts = map[string]struct{}{"80/tcp": {}}
+	cfg.Volumes = map[string]struct{}{"/data": {}}
+	cfg.StopSignal = "SIGQUIT"
+	cfg.Cmd = []string{"sh"}
+	cfg.Healthcheck = &dockerspec.HealthcheckConfig{Test: []string{"CMD", "true"}}
+	cfg.OnBuild = []string{"RUN true"}
+	cfg.Shell = []string{"/bin/ash", "-c"}
+	data, err := json.Marshal(newImageInspectResponse(image.InspectResponse{ID: "sha256:x", Config: cfg}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		ID            string `json:"Id"`
+		Parent        *string
+		DockerVersion *string
+		Config        map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.ID != "sha256:x" || raw.Parent == nil || *raw.Parent != "" || raw.DockerVersion == nil || *raw.DockerVersion != "" {
+		t.Errorf("inspect: %s", data)
+	}
+	want := map[string]string{
+		"Hostname": `""`, "Domainname": `""`, "User": `""`, "AttachStdin": "false", "AttachStdout": "false",
+		"AttachStderr": "false", "Tty": "false", "OpenStdin": "false", "StdinOnce": "false", "Env": "null",
+		"Cmd": `["sh"]`, "Image": `""`, "Volumes": `{"/data":{}}`, "WorkingDir": `""`, "Entrypoint": "null",
+		"OnBuild": `["RUN true"]`, "Labels": "null", "ExposedPorts": `{"80/tcp":{}}`, "StopSignal": `"SIGQUIT"`,
+		"Healthcheck": `{"Test":["CMD","true"]}`, "Shell": `["/bin/ash","-c"]`,
+	}
+	for k, v := range want {
+		if got, ok := raw.Config[k]; !ok || string(got) != v {
+			t.Errorf("Config.%s: %s (present %v), want %s", k, got, ok, v)
+		}
+	}
+	if len(raw.Config) != len(want) {
+		t.Errorf("Config has %d fields, want %d: %s", len(raw.Config), len(want), data)
 	}
 }
