@@ -271,11 +271,14 @@ func (s *Server) imageByName(w http.ResponseWriter, r *http.Request) {
 // API version (1.47): with Parent and DockerVersion, which
 // Docker sends empty for an image pulled, loaded or built by other tools
 // (Berth records no parent image and no Docker version, so both are
-// empty), and Config in the shape of a container's config.
+// empty), Comment and Author even when empty, and Config in the shape of a
+// container's config.
 type imageInspectResponse struct {
 	imagetypes.InspectResponse
 	Parent        string
+	Comment       string
 	DockerVersion string
+	Author        string
 	Config        *legacyImageConfig
 }
 
@@ -305,7 +308,7 @@ type legacyImageConfig struct {
 }
 
 func newImageInspectResponse(in imagetypes.InspectResponse) imageInspectResponse {
-	out := imageInspectResponse{InspectResponse: in}
+	out := imageInspectResponse{InspectResponse: in, Comment: in.Comment, Author: in.Author}
 	if c := in.Config; c != nil {
 		out.Config = &legacyImageConfig{
 			DockerOCIImageConfig: c,

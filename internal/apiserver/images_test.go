@@ -191,7 +191,8 @@ func TestPullErrorMidStream(t *testing.T) {
 }
 
 // Image inspect sends the whole image config, Docker's fields of a container
-// config included (empty), Parent and DockerVersion empty.
+// config included (empty), Parent and DockerVersion empty, Comment and
+// Author even when empty.
 func TestImageInspectLegacyShape(t *testing.T) {
 	cfg := &dockerspec.DockerOCIImageConfig{}
 	cfg.ExposedPorts = map[string]struct{}{"80/tcp": {}}
@@ -201,20 +202,27 @@ func TestImageInspectLegacyShape(t *testing.T) {
 	cfg.Healthcheck = &dockerspec.HealthcheckConfig{Test: []string{"CMD", "true"}}
 	cfg.OnBuild = []string{"RUN true"}
 	cfg.Shell = []string{"/bin/ash", "-c"}
-	data, err := json.Marshal(newImageInspectResponse(image.InspectResponse{ID: "sha256:x", Config: cfg}))
+	data, err := json.Marshal(newImageInspectResponse(image.InspectResponse{ID: "sha256:x", Author: "me", Config: cfg}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var raw struct {
 		ID            string `json:"Id"`
 		Parent        *string
+		Comment       *string
 		DockerVersion *string
+		Author        *string
 		Config        map[string]json.RawMessage
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
 		t.Fatal(err)
 	}
-	if raw.ID != "sha256:x" || raw.Parent == nil || *raw.Parent != "" || raw.DockerVersion == nil || *raw.DockerVersion != "" {
+	for _, f := range []*string{raw.Parent, raw.Comment, raw.DockerVersion} {
+		if f == nil || *f != "" {
+			t.Errorf("inspect lacks Parent, Comment or DockerVersion: %s", data)
+		}
+	}
+	if raw.ID != "sha256:x" || raw.Author == nil || *raw.Author != "me" {
 		t.Errorf("inspect: %s", data)
 	}
 	want := map[string]string{
