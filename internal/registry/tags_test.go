@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -144,5 +145,28 @@ func TestNextPage(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("nextPage(%q) = %q, %v; want %q", tc.link, got, err, tc.want)
 		}
+	}
+}
+
+// TestTagsThroughBearerToken lists tags, across pages, of a registry that
+// wants a bearer token: every page goes with the token, as pulls do.
+func TestTagsThroughBearerToken(t *testing.T) {
+	all := []string{"a", "b", "c", "d"}
+	h, pages := pagedTags(t, all, func(last string) string {
+		return `</v2/lib/app/tags/list?n=2&last=` + last + `>; rel="next"`
+	})
+	tr := &tokenRegistry{next: h, user: "alice", pass: "s3cret", tokens: map[string]bool{}}
+	_, host := startRegistry(t, tr)
+	ctx := context.Background()
+	got, err := New(fastRetry(), WithAuth(staticAuth{"alice", "s3cret"})).Tags(ctx, mustRef(t, host+"/lib/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, all) || pages.Load() != 2 {
+		t.Fatalf("tags = %v from %d pages, want %v from 2", got, pages.Load(), all)
+	}
+	_, err = New(WithRetry(0, 0), WithAuth(staticAuth{"alice", "nope"})).Tags(ctx, mustRef(t, host+"/lib/app"))
+	if !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("wrong password: %v, want unauthorized", err)
 	}
 }
