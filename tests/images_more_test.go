@@ -139,3 +139,31 @@ func TestImagesImportURL(t *testing.T) {
 		t.Errorf("the server saw %v", requests)
 	}
 }
+
+// TestImagesPullAllTagsToken pulls all tags from a registry that wants a
+// bearer token: refused before login as Docker words it, pulled after.
+func TestImagesPullAllTagsToken(t *testing.T) {
+	testutil.RequiresRoot(t)
+	RequireBinary(t, "berthd")
+	reg := testutil.StartTokenRegistry(t, "bob", "tok3n")
+	testutil.PushBusybox(t, reg.Addr, "team/all:x", reg.RemoteOptions()...)
+	testutil.PushBusybox(t, reg.Addr, "team/all:y", reg.RemoteOptions()...)
+	repo := reg.Addr + "/team/all"
+	forEachClient(t, func(t *testing.T, d *Daemon, c *CLI) {
+		errOut := c.Fails(t, "pull", "-a", repo)
+		if !strings.Contains(errOut, "pull access denied for "+repo) {
+			t.Errorf("pull -a before login: %q", errOut)
+		}
+		c.Stdin = reg.Password + "\n"
+		c.Must(t, "login", "--username", reg.User, "--password-stdin", reg.Addr)
+		c.Stdin = ""
+		out := c.Must(t, "pull", "-a", repo)
+		if !strings.Contains(out, "x: Pulling from team/all") || !strings.Contains(out, "y: Pulling from team/all") {
+			t.Errorf("pull -a after login:\n%s", out)
+		}
+		names := Lines(c.Must(t, "images", "--format", "{{.Repository}}:{{.Tag}}"))
+		if !contains(names, repo+":x") || !contains(names, repo+":y") {
+			t.Errorf("images %v lack %s:x and :y", names, repo)
+		}
+	})
+}
