@@ -78,6 +78,10 @@ func TestContainersInspectAsDocker(t *testing.T) {
 	if !slices.Contains(ro, "/proc/sys") || !slices.Contains(ro, "/proc/sysrq-trigger") {
 		t.Errorf("HostConfig.ReadonlyPaths %v: want Docker's defaults", ro)
 	}
+	// The other defaults Docker records at create.
+	if got := strings.TrimSpace(c.Must(t, "inspect", "-f", "{{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}", "running")); got != "67108864 private host" && got != "67108864 private private" {
+		t.Errorf("HostConfig ShmSize, IpcMode, CgroupnsMode: %q", got)
+	}
 	// What is recorded is what the container gets.
 	if out, _, err := c.Run("exec", "running", "sh", "-c", "cat /proc/kcore | wc -c"); err != nil || strings.TrimSpace(out) != "0" {
 		t.Errorf("/proc/kcore in the container: %q %v, want masked (empty)", out, err)

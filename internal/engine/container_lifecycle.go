@@ -68,8 +68,11 @@ func (e *Engine) ContainerCreate(ctx context.Context, opts CreateOptions) (strin
 		return "", errdefs.InvalidArgument(fmt.Errorf("unknown or invalid runtime name: %s", rt))
 	}
 	hc.Runtime = rt
-	// As Docker records them at create: the masked and read-only paths the
-	// container gets, unless it is privileged or the request names its own.
+	// As Docker records them at create: the defaults of the /dev/shm size,
+	// IPC and cgroup namespace modes, and the masked and read-only paths
+	// the container gets, unless it is privileged or the request names its
+	// own.
+	specgen.FillHostConfigDefaults(hc, cs.host)
 	if !hc.Privileged {
 		if hc.MaskedPaths == nil {
 			hc.MaskedPaths = specgen.DefaultMaskedPaths(cs.host)

@@ -233,12 +233,12 @@ func shortID(id string) string {
 	return id
 }
 
-// defaultHostConfig fills what Docker's daemon fills at create and checks
-// what it refuses there.
-func defaultHostConfig(hc *container.HostConfig, h Host) error {
-	if hc.Memory > 0 && hc.MemorySwap == 0 {
-		hc.MemorySwap = hc.Memory * 2
-	}
+// FillHostConfigDefaults sets the defaults Docker's daemon records in a
+// container's HostConfig at create where the request leaves them unset:
+// the /dev/shm size, the IPC mode, the cgroup namespace mode (by the
+// host's cgroup version) and OomKillDisable. Inspect shows them; Generate
+// applies the same defaults to a HostConfig recorded without them.
+func FillHostConfigDefaults(hc *container.HostConfig, h Host) {
 	if hc.ShmSize == 0 {
 		hc.ShmSize = DefaultShmSize
 		if h.ShmSize > 0 {
@@ -258,6 +258,15 @@ func defaultHostConfig(hc *container.HostConfig, h Host) error {
 		f := false
 		hc.OomKillDisable = &f
 	}
+}
+
+// defaultHostConfig fills what Docker's daemon fills at create and checks
+// what it refuses there.
+func defaultHostConfig(hc *container.HostConfig, h Host) error {
+	if hc.Memory > 0 && hc.MemorySwap == 0 {
+		hc.MemorySwap = hc.Memory * 2
+	}
+	FillHostConfigDefaults(hc, h)
 	if !hc.IpcMode.Valid() {
 		return invalid("invalid IPC mode: %v", hc.IpcMode)
 	}

@@ -1441,3 +1441,26 @@ func TestDefaultMaskedAndReadonlyPaths(t *testing.T) {
 		t.Errorf("recorded defaults give masked %v read-only %v", s2.Linux.MaskedPaths, s2.Linux.ReadonlyPaths)
 	}
 }
+
+// The defaults recorded at create are Docker's, by the host's cgroup
+// version and the daemon's shm size, and a request's own values are kept.
+func TestFillHostConfigDefaults(t *testing.T) {
+	var hc container.HostConfig
+	FillHostConfigDefaults(&hc, Host{})
+	if hc.ShmSize != DefaultShmSize || hc.IpcMode != container.IPCModePrivate || hc.CgroupnsMode != container.CgroupnsModeHost ||
+		hc.OomKillDisable == nil || *hc.OomKillDisable {
+		t.Errorf("cgroup v1 defaults: shm %d ipc %q cgroupns %q oom-kill-disable %v", hc.ShmSize, hc.IpcMode, hc.CgroupnsMode, hc.OomKillDisable)
+	}
+	hc = container.HostConfig{}
+	FillHostConfigDefaults(&hc, Host{CgroupV2: true, ShmSize: 1 << 20})
+	if hc.ShmSize != 1<<20 || hc.CgroupnsMode != container.CgroupnsModePrivate {
+		t.Errorf("cgroup v2 defaults with a daemon shm size: shm %d cgroupns %q", hc.ShmSize, hc.CgroupnsMode)
+	}
+	tr := true
+	hc = container.HostConfig{ShmSize: 5 << 20, IpcMode: "host", CgroupnsMode: "private"}
+	hc.OomKillDisable = &tr
+	FillHostConfigDefaults(&hc, Host{})
+	if hc.ShmSize != 5<<20 || hc.IpcMode != "host" || hc.CgroupnsMode != "private" || !*hc.OomKillDisable {
+		t.Errorf("the request's own values changed: %+v", hc)
+	}
+}
