@@ -503,6 +503,7 @@ type FaultProxy struct {
 
 	mu        sync.Mutex
 	requests  []ProxyRequest
+	pending   int // requests being served and not yet recorded
 	faulted   bool
 	busy      int64 // GETs answered 503 so far (FaultBusy)
 	release   chan struct{}
@@ -510,10 +511,19 @@ type FaultProxy struct {
 	relOnce   sync.Once
 }
 
-// Requests lists what the proxy saw, in order.
+// Requests lists what the proxy saw, in order. A client can have its whole
+// answer before the proxy's handler has returned and recorded it, so this
+// first waits (up to 10 s) for the requests being served to be recorded;
+// a stalled request is recorded before it stalls.
 func (p *FaultProxy) Requests() []ProxyRequest {
+	deadline := time.Now().Add(10 * time.Second)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for p.pending > 0 && time.Now().Before(deadline) {
+		p.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		p.mu.Lock()
+	}
 	return append([]ProxyRequest(nil), p.requests...)
 }
 
@@ -578,14 +588,19 @@ func StartStallProxy(t testing.TB, upstream, digest string, n int64) *FaultProxy
 	return StartFaultProxy(t, upstream, digest, FaultStall, n)
 }
 
+// record adds a served request; each ServeHTTP records exactly once.
 func (p *FaultProxy) record(r ProxyRequest) {
 	p.mu.Lock()
 	p.requests = append(p.requests, r)
+	p.pending--
 	p.mu.Unlock()
 }
 
 // ServeHTTP forwards req upstream and applies the fault.
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	p.mu.Lock()
+	p.pending++
+	p.mu.Unlock()
 	rec := ProxyRequest{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Range: req.Header.Get("Range")}
 	target := p.Digest != "" && strings.HasSuffix(req.URL.Path, "/blobs/"+p.Digest) && req.Method == http.MethodGet
 	if target {
@@ -612,6 +627,8 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	out, err := http.NewRequestWithContext(req.Context(), req.Method, "http://"+p.Upstream+req.URL.RequestURI(), req.Body)
 	if err != nil {
+		rec.Status = http.StatusInternalServerError
+		p.record(rec)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
