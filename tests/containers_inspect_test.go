@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,9 +83,15 @@ func TestContainersInspectAsDocker(t *testing.T) {
 	if got := strings.TrimSpace(c.Must(t, "inspect", "-f", "{{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}", "running")); got != "67108864 private host" && got != "67108864 private private" {
 		t.Errorf("HostConfig ShmSize, IpcMode, CgroupnsMode: %q", got)
 	}
-	// What is recorded is what the container gets.
+	// What is recorded is what the container gets, with either runtime.
 	if out, _, err := c.Run("exec", "running", "sh", "-c", "cat /proc/kcore | wc -c"); err != nil || strings.TrimSpace(out) != "0" {
 		t.Errorf("/proc/kcore in the container: %q %v, want masked (empty)", out, err)
+	}
+	if _, err := exec.LookPath("runc"); err == nil {
+		out := c.Must(t, "run", "--rm", "--runtime", "runc", ref, "sh", "-c", "test -f /.dockerenv && cat /proc/kcore | wc -c")
+		if strings.TrimSpace(out) != "0" {
+			t.Errorf("with runc: /.dockerenv missing or /proc/kcore not masked: %q", out)
+		}
 	}
 	c.Must(t, "create", "--privileged", "--name", "priv", ref, "true")
 	for _, f := range []string{"{{json .HostConfig.MaskedPaths}}", "{{json .HostConfig.ReadonlyPaths}}"} {
