@@ -1,9 +1,14 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +139,73 @@ func TestContainersRuntimeErrors(t *testing.T) {
 			t.Errorf("run with a file bound on a directory exited %d, want 125: %s", code, stderr)
 		}
 	})
+}
+
+// TestContainersCommitLeavesOutStubs: a committed image's new layer holds
+// what the container changed, not the empty files the engine made in its
+// layer (/.dockerenv and the hostname, hosts and resolv.conf mount
+// points), as Docker's commit leaves its init layer out.
+func TestContainersCommitLeavesOutStubs(t *testing.T) {
+	forEachRuntimeClient(t, func(t *testing.T, e *ctrEnv) {
+		if e.runtime != "" || e.c.Name != "docker" {
+			t.Skip("the daemon's layer, the same for every runtime and client")
+		}
+		e.mustRun(t, "--name", "stubs", e.image, "sh", "-c", "echo made > /made")
+		e.c.Must(t, "commit", "stubs", "e2e/stubs:1")
+		saved := filepath.Join(t.TempDir(), "saved.tar")
+		e.c.Must(t, "save", "-o", saved, "e2e/stubs:1")
+		names := topLayerNames(t, saved)
+		if !slices.Contains(names, "made") {
+			t.Errorf("the committed layer lacks the container's change: %v", names)
+		}
+		for _, stub := range []string{".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf"} {
+			if slices.Contains(names, stub) {
+				t.Errorf("the committed layer holds the engine's %s: %v", stub, names)
+			}
+		}
+	})
+}
+
+// topLayerNames lists the entries of the last layer of the one image in a
+// docker-archive tarball.
+func topLayerNames(t *testing.T, archive string) []string {
+	t.Helper()
+	read := func(name string) []byte {
+		f, err := os.Open(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tr := tar.NewReader(f)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				t.Fatalf("%s not in %s: %v", name, archive, err)
+			}
+			if h.Name == name {
+				b, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+		}
+	}
+	var manifest []struct{ Layers []string }
+	if err := json.Unmarshal(read("manifest.json"), &manifest); err != nil || len(manifest) != 1 || len(manifest[0].Layers) == 0 {
+		t.Fatalf("manifest.json of %s: %v %+v", archive, err, manifest)
+	}
+	layer := read(manifest[0].Layers[len(manifest[0].Layers)-1])
+	var names []string
+	tr := tar.NewReader(bytes.NewReader(layer))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"))
+	}
 }

@@ -31,8 +31,11 @@ import (
 // same tree always gives the same tar. Files hardlinked together within
 // upper are written once and linked after. The upper must not change while
 // Diff runs (the container is stopped or paused).
-func Diff(ctx context.Context, w io.Writer, upper string, lowers []string) error {
+func Diff(ctx context.Context, w io.Writer, upper string, lowers []string, opts ...DiffOpt) error {
 	d := &differ{ctx: ctx, tw: tar.NewWriter(w), links: map[fileID]string{}}
+	for _, o := range opts {
+		o(d)
+	}
 	for _, l := range lowers {
 		rt, err := openRoot(l)
 		if err != nil {
@@ -60,11 +63,21 @@ func Diff(ctx context.Context, w io.Writer, upper string, lowers []string) error
 
 type fileID struct{ dev, ino uint64 }
 
+// DiffOpt changes what Diff writes.
+type DiffOpt func(*differ)
+
+// WithSkip leaves out every entry for which skip, given its path relative
+// to upper and its lstat, returns true (a directory with all it holds).
+func WithSkip(skip func(rel string, st *unix.Stat_t) bool) DiffOpt {
+	return func(d *differ) { d.skip = skip }
+}
+
 type differ struct {
 	ctx    context.Context
 	tw     *tar.Writer
 	lowers []*root
 	links  map[fileID]string
+	skip   func(rel string, st *unix.Stat_t) bool
 }
 
 // dir writes the entries inside the directory open as fd, which is rel
@@ -103,6 +116,9 @@ func (d *differ) entry(dirfd int, name, rel string) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
+	}
+	if d.skip != nil && d.skip(rel, &st) {
+		return nil
 	}
 	dirRel := path.Dir(rel)
 	mtime := time.Unix(st.Mtim.Sec, 0)

@@ -1339,6 +1339,19 @@ func walkDirFD(dirfd int, rel string, fn func(rel string, st *unix.Stat_t, paren
 	return nil
 }
 
+// engineStub says whether rel in a container's writable layer is one of
+// the empty files the engine made there: /.dockerenv and the mount points
+// of hostname, hosts and resolv.conf (writes to those go to the bound
+// files, never to the layer). Docker keeps them in an init layer, so its
+// commits leave them out; Berth's do too.
+func engineStub(rel string, st *unix.Stat_t) bool {
+	switch rel {
+	case ".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf":
+		return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0
+	}
+	return false
+}
+
 // ContainerChanges lists what the container changed over its image.
 func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.FilesystemChange, error) {
 	_, c, err := e.lookup(ref)
@@ -1457,7 +1470,7 @@ func (e *Engine) ContainerCommit(ctx context.Context, ref string, opts CommitOpt
 	defer f.Close()
 	h := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(f, h), fn: func(int64) {}}
-	if err := e.snaps.Diff(ctx, cw, c.snapKey()); err != nil {
+	if err := e.snaps.Diff(ctx, cw, c.snapKey(), archive.WithSkip(engineStub)); err != nil {
 		return "", fmt.Errorf("diff container %s: %w", id, err)
 	}
 	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))

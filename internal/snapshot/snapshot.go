@@ -630,7 +630,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn func(key string, parent strin
 
 // Diff writes the layer tar of the changes in the active snapshot key over
 // its parent chain (archive.Diff of its upper directory).
-func (s *Snapshotter) Diff(ctx context.Context, w io.Writer, key string) error {
+func (s *Snapshotter) Diff(ctx context.Context, w io.Writer, key string, opts ...archive.DiffOpt) error {
 	s.mu.Lock()
 	info, ok := s.byKey[key]
 	if !ok {
@@ -648,7 +648,7 @@ func (s *Snapshotter) Diff(ctx context.Context, w io.Writer, key string) error {
 		p = pi.Parent
 	}
 	s.mu.Unlock()
-	if err := archive.Diff(ctx, w, upper, lowers); err != nil {
+	if err := archive.Diff(ctx, w, upper, lowers, opts...); err != nil {
 		return fmt.Errorf("diff snapshot %s: %w", key, err)
 	}
 	return nil
