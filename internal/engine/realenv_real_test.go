@@ -60,9 +60,18 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(realDaemonEnv); v != "" {
 		os.Exit(daemonProcess(v))
 	}
+	// The containers' cgroups go under the engine's default parent; the
+	// parent itself is removed afterwards when these tests made it.
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/" + strings.TrimPrefix(DefaultCgroupParent, "/"))
 	code := m.Run()
 	if realBinDir != "" && os.Getenv(realBinEnv) == "" {
 		os.RemoveAll(realBinDir)
+	}
+	if len(parents) == 0 {
+		left, _ := filepath.Glob("/sys/fs/cgroup/*/" + strings.TrimPrefix(DefaultCgroupParent, "/"))
+		for _, p := range left {
+			os.Remove(p) // only when empty: a cgroup still in use stays
+		}
 	}
 	os.Exit(code)
 }
