@@ -3,11 +3,9 @@ package engine
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +22,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/sys/mountinfo"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -31,7 +30,6 @@ import (
 	"github.com/berth-project/berth/internal/archive"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
-	"github.com/berth-project/berth/internal/metadata"
 	bmount "github.com/berth-project/berth/internal/mount"
 	"github.com/berth-project/berth/internal/specgen"
 )
@@ -541,31 +539,14 @@ func tmpfsStandIn(data string) []string {
 // outside prefix are left out.
 func parseMountinfo(r io.Reader, prefix string) (map[uint64]viewMountPoint, error) {
 	prefix = path.Clean(prefix)
+	infos, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
 	out := map[uint64]viewMountPoint{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 7 {
-			continue
-		}
-		id, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(f) {
-			continue
-		}
-		point := mountinfoUnescape(f[4])
+	for _, m := range infos {
 		var rel string
-		switch {
+		switch point := m.Mountpoint; {
 		case point == prefix:
 			rel = "/"
 		case prefix == "/" && strings.HasPrefix(point, "/"):
@@ -575,32 +556,9 @@ func parseMountinfo(r io.Reader, prefix string) (map[uint64]viewMountPoint, erro
 		default:
 			continue
 		}
-		parent, _ := strconv.ParseUint(f[1], 10, 64)
-		out[id] = viewMountPoint{Point: rel, FSType: f[sep+1], Parent: parent}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
+		out[uint64(m.ID)] = viewMountPoint{Point: rel, FSType: m.FSType, Parent: uint64(m.Parent)}
 	}
 	return out, nil
-}
-
-// mountinfoUnescape undoes mountinfo's octal escapes (\040 for a space).
-func mountinfoUnescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // Where a resolved path lies.
@@ -1500,47 +1458,15 @@ func (e *Engine) ContainerCommit(ctx context.Context, ref string, opts CommitOpt
 		Created: &now, Author: opts.Author, Comment: opts.Comment,
 		CreatedBy: strings.TrimSpace(strings.Join(append([]string{c.rec.Path}, c.rec.Args...), " ")),
 	})
-	cfgData, err := json.Marshal(newCfg)
-	if err != nil {
-		return "", err
+	if !name.IsZero() && name.Tag == "" {
+		name = name.WithTag("latest")
 	}
-	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgData), Size: int64(len(cfgData))}
-	mf := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: append(append([]ocispec.Descriptor{}, li.manifest.Layers...), layer)}
-	mf.SchemaVersion = 2
-	mfData, err := json.Marshal(mf)
-	if err != nil {
-		return "", err
-	}
-	mfDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mfData), Size: int64(len(mfData))}
-	for _, b := range []struct {
-		d    ocispec.Descriptor
-		data []byte
-	}{{cfgDesc, cfgData}, {mfDesc, mfData}} {
-		if err := e.content.WriteBlob(ctx, b.d, bytes.NewReader(b.data)); err != nil && !errdefs.IsAlreadyExists(err) {
-			return "", fmt.Errorf("store %s: %w", b.d.Digest, err)
-		}
-	}
-	sizes, err := e.unpackAll(ctx, mf.Layers, newCfg.RootFS.DiffIDs, nil)
+	newID, err := e.storeImage(ctx, newCfg, append(append([]ocispec.Descriptor{}, li.manifest.Layers...), layer), name)
 	if err != nil {
 		return "", fmt.Errorf("commit container %s: %w", id, err)
 	}
-	rec := metadata.Image{ID: cfgDesc.Digest, Target: mfDesc, Manifest: mfDesc, LayerSizes: sizes}
-	if err := e.registerImage(rec, image.Reference{}); err != nil {
-		return "", err
-	}
-	if !name.IsZero() {
-		if name.Tag == "" {
-			name = name.WithTag("latest")
-		}
-		e.nameLock.Lock()
-		_, err := e.meta.SetName(name.String(), rec.ID)
-		e.nameLock.Unlock()
-		if err != nil {
-			return "", err
-		}
-	}
-	e.emit("container", "commit", id, c.attributes("comment", opts.Comment, "imageID", rec.ID.String()))
-	return rec.ID, nil
+	e.emit("container", "commit", id, c.attributes("comment", opts.Comment, "imageID", newID.String()))
+	return newID, nil
 }
 
 // imageConfigFrom is the image config a commit records for a container's

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
@@ -222,16 +223,8 @@ func (f *viewFixture) open(t *testing.T, readonlyRootfs bool) *fsView {
 }
 
 func isMountPoint(p string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && mountinfoUnescape(f[4]) == p {
-			return true, nil
-		}
-	}
-	return false, nil
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(p))
+	return len(ms) > 0, err
 }
 
 // tarOf archives p from the view and returns its entries: name -> content

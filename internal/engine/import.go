@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -113,12 +114,24 @@ func (e *Engine) Import(ctx context.Context, r io.Reader, opts ImportOptions) (d
 	}
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}
 	cfg.History = []ocispec.History{{Created: &now, Comment: comment}}
+	id, err := e.storeImage(ctx, cfg, []ocispec.Descriptor{layer}, ref)
+	if err != nil {
+		return "", fmt.Errorf("import: %w", err)
+	}
+	return id, nil
+}
+
+// storeImage records an image made here (import, commit) whose layers are
+// already in the content store: it writes the config and manifest blobs,
+// unpacks the layers, registers the image and gives it name, if any. The
+// caller holds e.hold().
+func (e *Engine) storeImage(ctx context.Context, cfg dockerspec.DockerOCIImage, layers []ocispec.Descriptor, name image.Reference) (digest.Digest, error) {
 	cfgData, err := json.Marshal(cfg)
 	if err != nil {
 		return "", err
 	}
 	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgData), Size: int64(len(cfgData))}
-	mf := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: []ocispec.Descriptor{layer}}
+	mf := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: layers}
 	mf.SchemaVersion = 2
 	mfData, err := json.Marshal(mf)
 	if err != nil {
@@ -129,21 +142,21 @@ func (e *Engine) Import(ctx context.Context, r io.Reader, opts ImportOptions) (d
 		d    ocispec.Descriptor
 		data []byte
 	}{{cfgDesc, cfgData}, {mfDesc, mfData}} {
-		if err := e.content.WriteBlob(ctx, b.d, strings.NewReader(string(b.data))); err != nil && !errdefs.IsAlreadyExists(err) {
-			return "", fmt.Errorf("import: store %s: %w", b.d.Digest, err)
+		if err := e.content.WriteBlob(ctx, b.d, bytes.NewReader(b.data)); err != nil && !errdefs.IsAlreadyExists(err) {
+			return "", fmt.Errorf("store %s: %w", b.d.Digest, err)
 		}
 	}
 	sizes, err := e.unpackAll(ctx, mf.Layers, cfg.RootFS.DiffIDs, nil)
 	if err != nil {
-		return "", fmt.Errorf("import: %w", err)
+		return "", err
 	}
 	rec := metadata.Image{ID: cfgDesc.Digest, Target: mfDesc, Manifest: mfDesc, LayerSizes: sizes}
 	if err := e.registerImage(rec, image.Reference{}); err != nil {
 		return "", err
 	}
-	if !ref.IsZero() {
+	if !name.IsZero() {
 		e.nameLock.Lock()
-		_, err := e.meta.SetName(ref.String(), rec.ID)
+		_, err := e.meta.SetName(name.String(), rec.ID)
 		e.nameLock.Unlock()
 		if err != nil {
 			return "", err

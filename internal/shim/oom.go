@@ -7,9 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // The shim tells whether the kernel's OOM killer struck the container from
@@ -132,31 +135,21 @@ type cgroupMount struct {
 // memoryCounterPath returns the OOM kill counter file of the memory cgroup a
 // process is in, from the mount table (/proc/self/mountinfo) and the
 // process's /proc/<pid>/cgroup.
-func memoryCounterPath(mountinfo, procCgroup []byte) (string, error) {
+func memoryCounterPath(mountTable, procCgroup []byte) (string, error) {
+	mounts, err := mountinfo.GetMountsFromReader(bytes.NewReader(mountTable), func(m *mountinfo.Info) (skip, stop bool) {
+		return m.FSType != "cgroup" && m.FSType != "cgroup2", false
+	})
+	if err != nil {
+		return "", err
+	}
 	var v1, v2 []cgroupMount
-	for line := range bytes.Lines(mountinfo) {
-		f := strings.Fields(string(line))
-		sep := -1
-		for i, s := range f {
-			if s == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || len(f) < sep+4 {
-			continue
-		}
-		m := cgroupMount{point: unescapeMountField(f[4]), root: unescapeMountField(f[3])}
-		switch f[sep+1] {
-		case "cgroup2":
-			v2 = append(v2, m)
-		case "cgroup":
-			for _, o := range strings.Split(f[sep+3], ",") {
-				if o == "memory" {
-					v1 = append(v1, m)
-					break
-				}
-			}
+	for _, m := range mounts {
+		cm := cgroupMount{point: m.Mountpoint, root: m.Root}
+		switch {
+		case m.FSType == "cgroup2":
+			v2 = append(v2, cm)
+		case slices.Contains(strings.Split(m.VFSOptions, ","), "memory"):
+			v1 = append(v1, cm)
 		}
 	}
 	var v1Path, v2Path string
@@ -207,24 +200,4 @@ func cgroupDir(mounts []cgroupMount, path string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("cgroup %s is under no mount of its hierarchy", path)
-}
-
-// unescapeMountField undoes the octal escapes (\040 for a space, ...) of a
-// mountinfo field.
-func unescapeMountField(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
