@@ -1227,14 +1227,10 @@ func onlyMountPointsAt(parent int, name string) bool {
 		return false
 	}
 	for _, n := range names {
-		switch n {
-		case "hostname", "hosts", "resolv.conf":
-			var st unix.Stat_t
-			if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 {
-				continue
-			}
+		var st unix.Stat_t
+		if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || !engineStub(name+"/"+n, &st) {
+			return false
 		}
-		return false
 	}
 	return true
 }
@@ -1335,13 +1331,8 @@ func (e *Engine) ContainerChanges(ctx context.Context, ref string) ([]container.
 	err = walkNoFollow(upper, func(rel string, st *unix.Stat_t, parent int) error {
 		name := "/" + rel
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		switch name {
-		case "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv":
-			// Mount points the engine binds its own files on, as Docker
-			// leaves them out.
-			if !isDir && st.Size == 0 {
-				return nil
-			}
+		if engineStub(rel, st) {
+			return nil // Docker keeps these in its init layer
 		}
 		if name == "/etc" && isDir && inLower(rel) && onlyMountPointsAt(parent, "etc") {
 			// Copied up only for the mount points above: Docker keeps
